@@ -1,0 +1,132 @@
+"""One typed configuration for every Driftline command.
+
+Values come, lowest priority first, from the defaults below, a TOML file (``--config`` or
+``DRIFTLINE_CONFIG``), environment variables prefixed ``DRIFTLINE_`` (nested with ``__``, for
+example ``DRIFTLINE_TOPICS__PARTITIONS=8``), and finally command-line options.
+Services receive a :class:`Settings`; they never read the environment themselves.
+
+>>> s = Settings(bootstrap_servers="127.0.0.1:9092", kafka={"security.protocol": "SSL"})
+>>> s.client_config()["bootstrap.servers"], s.client_config()["security.protocol"]
+('127.0.0.1:9092', 'SSL')
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from driftline.errors import ConfigError
+
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("driftline_config_file", default=None)
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "driftline"
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "driftline"
+
+
+class Topics(BaseModel):
+    """Names and sizes of the topics Driftline uses."""
+
+    events: str = Field("driftline.events", description="Input events (Avro).")
+    predictions: str = Field("driftline.predictions", description="One prediction per event.")
+    dead_letters: str = Field(
+        "driftline.dead-letters",
+        description="Events that could not be handled: original bytes plus reason headers.",
+    )
+    labels: str = Field("driftline.labels", description="Late ground-truth labels, keyed by event id.")
+    partitions: int = Field(4, ge=1, description="Partitions for every topic created by Driftline.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
+
+    def all_names(self) -> list[str]:
+        return [self.events, self.predictions, self.dead_letters, self.labels]
+
+
+class Settings(BaseSettings):
+    """Driftline's configuration (see the module docstring for the sources)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLINE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    bootstrap_servers: str | None = Field(
+        None,
+        description="Kafka bootstrap servers. Unset: use the local broker (`driftline broker start`).",
+    )
+    kafka: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka client settings (security.protocol, sasl.*, ssl.*), "
+        "passed to every consumer, producer and admin client.",
+    )
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent Schema Registry URL. Set: events are framed with Confluent's "
+        "magic byte and schema id. Unset: Avro single-object encoding.",
+    )
+    schema_registry: dict[str, str] = Field(
+        default_factory=dict, description="Extra Schema Registry client settings (basic.auth.*)."
+    )
+    topics: Topics = Field(default_factory=Topics)  # type: ignore[arg-type]
+    home: Path = Field(default_factory=_default_home, description="Local broker data and state.")
+    cache_dir: Path = Field(default_factory=_default_cache, description="Broker jars cache.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client; raises if no cluster is known."""
+        if not self.bootstrap_servers:
+            raise ConfigError(
+                "No Kafka cluster configured: run `driftline broker start`, or pass "
+                "--bootstrap-servers / set DRIFTLINE_BOOTSTRAP_SERVERS."
+            )
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+
+    def registry_config(self) -> dict[str, Any] | None:
+        if not self.schema_registry_url:
+            return None
+        return {"url": self.schema_registry_url, **self.schema_registry}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from file, environment and explicit overrides (``None`` values are ignored).
+
+    ``config_file`` defaults to the path in ``DRIFTLINE_CONFIG`` when that is set.
+    """
+    if config_file is None and os.environ.get("DRIFTLINE_CONFIG"):
+        config_file = Path(os.environ["DRIFTLINE_CONFIG"])
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"Config file {config_file} does not exist.")
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid configuration:\n{exc}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)
