@@ -29,21 +29,30 @@ class Source(Protocol[M_co]):
 
 @dataclass
 class Batch(Generic[M]):
-    """Messages in arrival order, with the monotonic arrival time of each."""
+    """Messages in arrival order, the monotonic arrival time of each, and when the batch opened."""
 
     messages: list[M] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
+    opened: float = 0.0
 
     def __len__(self) -> int:
         return len(self.messages)
 
     def extend(self, messages: list[M], now: float) -> None:
+        if not self.messages:
+            self.opened = now
         self.messages.extend(messages)
         self.arrivals.extend([now] * len(messages))
 
+    def take(self) -> Batch[M]:
+        """Move the contents out into a new batch and leave this one empty."""
+        taken = Batch(self.messages, self.arrivals, self.opened)
+        self.messages, self.arrivals = [], []
+        return taken
+
 
 class MicroBatcher:
-    """Collects one batch at a time from a source."""
+    """Fills one batch at a time from a source."""
 
     def __init__(
         self, max_size: int, max_wait: float, clock: Callable[[], float] = time.monotonic
@@ -55,22 +64,26 @@ class MicroBatcher:
         self._clock = clock
 
     def collect(self, source: Source[M], idle_timeout: float = 0.1) -> Batch[M]:
-        """Wait up to ``idle_timeout`` for a first event, then fill the batch within the budget.
-
-        Returns an empty batch when nothing arrived.
-        """
+        """Collect a new batch (empty if nothing arrived within ``idle_timeout``)."""
         batch: Batch[M] = Batch()
-        first = source.consume(self.max_size, idle_timeout)
-        if not first:
-            return batch
-        start = self._clock()
-        batch.extend(first, start)
-        deadline = start + self.max_wait
+        self.fill(source, batch, idle_timeout)
+        return batch
+
+    def fill(self, source: Source[M], batch: Batch[M], idle_timeout: float = 0.1) -> None:
+        """Fill ``batch`` until it holds ``max_size`` events or its wait budget is spent.
+
+        The batch is owned by the caller, so a rebalance callback running inside ``consume`` may
+        handle and empty it (see :class:`driftline.streams.serve.StreamProcessor`).
+        """
+        if not batch:
+            first = source.consume(self.max_size, idle_timeout)
+            if not first:
+                return
+            batch.extend(first, self._clock())
         while len(batch) < self.max_size:
-            remaining = deadline - self._clock()
+            remaining = batch.opened + self.max_wait - self._clock()
             if remaining <= 0:
-                break
+                return
             more = source.consume(self.max_size - len(batch), remaining)
             if more:
                 batch.extend(more, self._clock())
-        return batch

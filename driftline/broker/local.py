@@ -1,0 +1,294 @@
+"""A real single-node Apache Kafka 4.x (KRaft), run with the machine's Java 17+.
+
+The broker's runtime jars are resolved once with Maven from the ``pom.xml`` beside this module and
+cached under ``cache_dir/kafka-jars/<hash of the pom>``. Each start formats a fresh data directory
+under ``home/broker`` and waits until the broker answers metadata requests; if the JVM dies, the
+error carries the tail of its log.
+
+>>> broker = LocalBroker(home=Path("/tmp/dl"), cache_dir=Path("/tmp/dl-cache"))
+>>> broker.data_dir
+PosixPath('/tmp/dl/broker')
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+
+from driftline.errors import BrokerError
+
+STARTED_LINE = "Kafka Server started"
+
+SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{cport}
+listeners=PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+num.partitions={partitions}
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=2097152
+num.network.threads=2
+num.io.threads=2
+"""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """A running local broker, as written to ``state.json``."""
+
+    bootstrap_servers: str
+    pid: int
+    data_dir: str
+    log_file: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cluster_id() -> str:
+    """16 random bytes, base64url without padding, not starting with '-' (Kafka's own rule)."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class LocalBroker:
+    """Build, start, inspect and stop the local broker. Also a context manager (start/stop)."""
+
+    def __init__(
+        self,
+        home: Path,
+        cache_dir: Path,
+        heap_mb: int = 512,
+        partitions: int = 4,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.home = home
+        self.cache_dir = cache_dir
+        self.heap_mb = heap_mb
+        self.partitions = partitions
+        self._log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.data_dir / "state.json"
+
+    # -- jars ---------------------------------------------------------------------------------
+
+    def jars(self) -> Path:
+        """The folder of runtime jars, resolved with Maven on first use and cached by pom hash."""
+        pom = resources.files("driftline.broker").joinpath("pom.xml").read_bytes()
+        lib = self.cache_dir / "kafka-jars" / hashlib.sha256(pom).hexdigest()[:16]
+        if (lib / ".complete").exists():
+            return lib
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(
+                "Maven (`mvn`) is needed once to fetch the Kafka jars: install it "
+                "(apt-get install maven), or pass --bootstrap-servers to use an existing cluster."
+            )
+        self._log(f"Resolving Apache Kafka jars from Maven Central into {lib} (once)...")
+        staging = lib.with_name(lib.name + f".tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        (staging / "pom.xml").write_bytes(pom)
+        cmd = [mvn, "-B", "-q", "-f", str(staging / "pom.xml"), "dependency:copy-dependencies",
+               "-DincludeScope=runtime", f"-DoutputDirectory={staging / 'lib'}"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError("Maven took over 15 minutes to fetch the Kafka jars; try again.") from exc
+        if done.returncode != 0:
+            raise BrokerError(f"Maven could not fetch the Kafka jars:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+        (staging / "lib" / ".complete").touch()
+        if lib.exists():  # another process won the race
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            (staging / "lib").rename(lib)
+            shutil.rmtree(staging, ignore_errors=True)
+        return lib
+
+    @staticmethod
+    def check_java() -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java 17+ is needed to run the local broker: install a JDK (apt-get install openjdk-17-jre-headless).")
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+        match = re.search(r'version "(\d+)', out)
+        if match is None or int(match.group(1)) < 17:
+            raise BrokerError(f"Kafka 4 needs Java 17 or newer; `java -version` says: {out.strip()}")
+        return java
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def status(self) -> BrokerInfo | None:
+        """The running broker started from this home, or ``None``."""
+        try:
+            info = BrokerInfo(**json.loads(self._state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        host, port = info.bootstrap_servers.rsplit(":", 1)
+        if _pid_alive(info.pid) and _port_open(host, int(port)):
+            return info
+        return None
+
+    def start(self, timeout: float = 90.0) -> BrokerInfo:
+        """Start a fresh broker (new data) and wait until it serves; return its address."""
+        running = self.status()
+        if running is not None:
+            raise BrokerError(
+                f"A local broker already runs at {running.bootstrap_servers} (pid {running.pid}); "
+                "stop it with `driftline broker stop` first."
+            )
+        java = self.check_java()
+        lib = self.jars()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        (self.data_dir / "logs").mkdir(parents=True)
+        bport, cport = _free_port(), _free_port()
+        props = self.data_dir / "server.properties"
+        props.write_text(SERVER_PROPERTIES.format(
+            bport=bport, cport=cport, data=self.data_dir / "data", partitions=self.partitions))
+        log4j = self.data_dir / "log4j2.properties"
+        log4j.write_bytes(resources.files("driftline.broker").joinpath("log4j2.properties").read_bytes())
+        jvm = [java, f"-Xms{self.heap_mb}m", f"-Xmx{self.heap_mb}m", "-XX:+UseG1GC",
+               f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+               "-cp", f"{lib}/*"]
+        log_file = self.data_dir / "broker.log"
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(), "-c", str(props)],
+            capture_output=True, text=True, timeout=120, check=False)
+        if fmt.returncode != 0:
+            raise BrokerError(f"Formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
+        with log_file.open("wb") as out:
+            proc = subprocess.Popen([*jvm, "kafka.Kafka", str(props)], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        info = BrokerInfo(f"127.0.0.1:{bport}", proc.pid, str(self.data_dir), str(log_file))
+        try:
+            self._wait_ready(proc, info, timeout)
+        except BaseException:
+            self._terminate(proc.pid, proc)
+            raise
+        self._state_file.write_text(json.dumps(asdict(info)))
+        self._proc = proc
+        return info
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], info: BrokerInfo, timeout: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        port = int(info.bootstrap_servers.rsplit(":", 1)[1])
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                raise BrokerError(f"The broker exited with code {code} while starting. Log tail:\n"
+                                  f"{_tail(Path(info.log_file))}")
+            if _port_open("127.0.0.1", port):
+                try:
+                    AdminClient({"bootstrap.servers": info.bootstrap_servers}).list_topics(timeout=5)
+                    return
+                except Exception:  # not serving metadata yet: keep polling until the deadline
+                    pass
+            time.sleep(0.2)
+        raise BrokerError(f"The broker did not serve within {timeout:.0f}s. Log tail:\n{_tail(Path(info.log_file))}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the broker started from this home; ``False`` if none was running."""
+        try:
+            info = BrokerInfo(**json.loads(self._state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return False
+        proc = self._proc if self._proc is not None and self._proc.pid == info.pid else None
+        stopped = self._terminate(info.pid, proc, timeout) if _pid_alive(info.pid) else False
+        self._state_file.unlink(missing_ok=True)
+        self._proc = None
+        return stopped
+
+    @staticmethod
+    def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> bool:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                return True
+            if proc is None and not _pid_alive(pid):
+                return True
+            time.sleep(0.1)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if proc is not None:
+            proc.wait(timeout=10)
+        return True
+
+    def __enter__(self) -> BrokerInfo:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,95 @@
+"""Kafka at the edge: client factories and topic administration.
+
+Every client gets the settings' bootstrap servers and extra librdkafka settings (security and the like),
+then the role's own defaults, then the caller's overrides.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from driftline.config import Settings
+from driftline.errors import KafkaUnavailable
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "batch.num.messages": 10000,
+    "queue.buffering.max.messages": 500000,
+    "compression.type": "lz4",
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "fetch.wait.max.ms": 10,
+    "queued.min.messages": 20000,
+}
+
+
+def producer(settings: Settings, **overrides: Any) -> Producer:
+    return Producer({**settings.client_config(), **PRODUCER_DEFAULTS, **overrides})
+
+
+def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    return Consumer({**settings.client_config(), **CONSUMER_DEFAULTS, "group.id": group_id, **overrides})
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(settings.client_config())
+
+
+def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
+    """Return once the cluster answers a metadata request, or raise :class:`KafkaUnavailable`."""
+    client = admin(settings)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            last = exc
+    raise KafkaUnavailable(
+        f"No Kafka cluster answered at {settings.bootstrap_servers} within {timeout:.0f}s ({last}). "
+        "Start the local one with `driftline broker start` or check --bootstrap-servers."
+    )
+
+
+def create_topics(settings: Settings, names: Iterable[str] | None = None, timeout: float = 30.0) -> list[str]:
+    """Create Driftline's topics that do not exist yet; return the names created (idempotent)."""
+    client = admin(settings)
+    wanted = list(names) if names is not None else settings.topics.all_names()
+    existing = set(client.list_topics(timeout=timeout).topics)
+    missing = [n for n in wanted if n not in existing]
+    if not missing:
+        return []
+    futures = client.create_topics(
+        [NewTopic(n, settings.topics.partitions, settings.topics.replication_factor) for n in missing],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    _wait_for_leaders(client, missing, time.monotonic() + timeout)
+    return created
+
+
+def _wait_for_leaders(client: AdminClient, names: list[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        meta = client.list_topics(timeout=5).topics
+        if all(n in meta and meta[n].partitions and all(p.leader >= 0 for p in meta[n].partitions.values())
+               for n in names):
+            return
+        time.sleep(0.1)

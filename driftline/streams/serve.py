@@ -1,0 +1,263 @@
+"""``driftline serve``: the I/O shell around :class:`~driftline.streams.processor.BatchProcessor`.
+
+One loop, one thread::
+
+    consume (micro-batch by size and wait) -> process (decode, infer, encode) -> produce
+        -> at-least-once: flush, then commit the batch's offsets
+        -> exactly-once:  one transaction per batch, offsets sent to it
+
+Offsets are committed only after every prediction and dead letter of the batch is acknowledged, so a
+crash at any point replays events instead of losing them. On a partition revocation the in-flight
+batch is finished and committed inside the callback; on a lost partition it is abandoned uncommitted.
+SIGTERM/SIGINT (through ``stop``) finish the current batch, commit and leave the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from driftline.config import Settings
+from driftline.errors import DeliveryError
+from driftline.monitoring.metrics import ServeMetrics
+from driftline.streams import kafka
+from driftline.streams.batching import Batch, MicroBatcher
+from driftline.streams.processor import BatchProcessor, BatchResult, DeadLetter
+
+log = logging.getLogger(__name__)
+
+DLQ_PREFIX = "driftline.dlq."
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How one processor instance runs."""
+
+    group_id: str = "driftline-serve"
+    instance_id: str = "serve-0"
+    """Stable per instance: names the transactional id, so a restarted instance fences its old self."""
+    max_batch: int = 2000
+    max_wait_ms: float = 20.0
+    exactly_once: bool = False
+    delivery_timeout_s: float = 60.0
+    lag_interval_s: float = 1.0
+
+
+def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+    """The original headers plus where the event came from and why it was rejected."""
+    m = dead.message
+    return [
+        *(m.headers() or []),
+        (DLQ_PREFIX + "reason", dead.reason.encode()),
+        (DLQ_PREFIX + "detail", dead.detail.encode()),
+        (DLQ_PREFIX + "topic", str(m.topic()).encode()),
+        (DLQ_PREFIX + "partition", str(m.partition()).encode()),
+        (DLQ_PREFIX + "offset", str(m.offset()).encode()),
+        (DLQ_PREFIX + "timestamp", str(m.timestamp()[1]).encode()),
+    ]
+
+
+def next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """The offsets to commit after handling ``messages``: one past the last of each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic(), m.partition())] = m.offset()  # type: ignore[index]
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+class _KafkaSource:
+    """Adapts ``Consumer.consume`` for the batcher: data messages only, fatal errors raised."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        messages = self._consumer.consume(num_messages, timeout)
+        if any(m.error() for m in messages):
+            good = []
+            for m in messages:
+                err = m.error()
+                if err is None:
+                    good.append(m)
+                elif err.fatal():
+                    raise KafkaException(err)
+                else:
+                    log.warning("consumer: %s", err)
+            return good
+        return messages
+
+
+class StreamProcessor:
+    """A consumer-group member that turns input events into predictions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        core: BatchProcessor,
+        options: ServeOptions,
+        metrics: ServeMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.core = core
+        self.options = options
+        self.metrics = metrics or ServeMetrics()
+        self._batcher = MicroBatcher(options.max_batch, options.max_wait_ms / 1000.0)
+        self._pending: Batch[Message] = Batch()
+        self._delivery_errors: list[KafkaError] = []
+        self._consumer = self._make_consumer()
+        self._producer = self._make_producer()
+        self._source = _KafkaSource(self._consumer)
+        self._next_lag = 0.0
+
+    def _make_consumer(self) -> Consumer:
+        return kafka.consumer(
+            self.settings,
+            self.options.group_id,
+            **({"isolation.level": "read_committed"} if self.options.exactly_once else {}),
+        )
+
+    def _make_producer(self) -> Producer:
+        extra: dict[str, object] = {
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery,
+            "message.timeout.ms": int(self.options.delivery_timeout_s * 1000),
+        }
+        if self.options.exactly_once:
+            extra["transactional.id"] = f"{self.options.group_id}.{self.options.instance_id}"
+            extra["transaction.timeout.ms"] = 60000
+        return kafka.producer(self.settings, **extra)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(err)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until ``stop`` is set, then finish the in-flight batch and leave the group."""
+        config = self.core.predictor.config
+        self.metrics.set_model(config.name, config.version)
+        if self.options.exactly_once:
+            self._producer.init_transactions(self.options.delivery_timeout_s)
+        self._consumer.subscribe(
+            [self.settings.topics.events], on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        if on_ready is not None:
+            on_ready()
+        try:
+            while not stop.is_set():
+                self._batcher.fill(self._source, self._pending, idle_timeout=0.1)
+                if self._pending:
+                    self._handle(self._pending.take())
+                self._report_lag()
+            if self._pending:
+                self._handle(self._pending.take())
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self._consumer.close()
+        finally:
+            self._producer.flush(self.options.delivery_timeout_s)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._pending:
+            log.info("rebalance: finishing the in-flight batch of %d events", len(self._pending))
+            self._handle(self._pending.take())
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._pending:
+            log.warning("partitions lost: abandoning %d uncommitted events; their new owner replays them",
+                        len(self._pending))
+            self._pending.take()
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _handle(self, batch: Batch[Message]) -> None:
+        result = self.core.process(batch.messages, batch.arrivals)
+        offsets = next_offsets(batch.messages)
+        if self.options.exactly_once:
+            if not self._transact(result, offsets, batch):
+                return
+        else:
+            self._produce(result)
+            self._await_delivery()
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        self._record(batch, result)
+
+    def _transact(self, result: BatchResult, offsets: list[TopicPartition], batch: Batch[Message]) -> bool:
+        """One transaction for the batch; ``False`` if it was aborted and rewound for replay."""
+        timeout = self.options.delivery_timeout_s
+        try:
+            self._producer.begin_transaction()
+            self._produce(result)
+            self._producer.send_offsets_to_transaction(
+                offsets, self._consumer.consumer_group_metadata(), timeout)
+            self._producer.commit_transaction(timeout)
+            return True
+        except KafkaException as exc:
+            if not exc.args[0].txn_requires_abort():
+                raise
+            log.warning("transaction aborted (%s); replaying the batch", exc)
+            self._producer.abort_transaction(timeout)
+            for tp in offsets:  # rewind to the batch's first offsets and let the loop replay it
+                first = min(m.offset() for m in batch.messages
+                            if (m.topic(), m.partition()) == (tp.topic, tp.partition))
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, first))
+            return False
+
+    def _produce(self, result: BatchResult) -> None:
+        produce = self._producer.produce
+        topic = self.settings.topics.predictions
+        for out in result.outputs:
+            try:
+                produce(topic, out.value, out.key)
+            except BufferError:
+                self._producer.poll(0.05)
+                produce(topic, out.value, out.key)
+        dlq = self.settings.topics.dead_letters
+        for dead in result.dead_letters:
+            m = dead.message
+            produce(dlq, m.value(), m.key(), headers=dead_letter_headers(dead))
+        self._producer.poll(0)
+
+    def _await_delivery(self) -> None:
+        remaining = self._producer.flush(self.options.delivery_timeout_s)
+        if remaining or self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors[:3], []
+            raise DeliveryError(
+                f"{remaining} records unacknowledged and delivery errors {errors}; "
+                "no offsets were committed, the batch will be replayed on restart."
+            )
+
+    def _record(self, batch: Batch[Message], result: BatchResult) -> None:
+        m = self.metrics
+        m.events.inc(len(batch))
+        m.batch_size.observe(len(batch))
+        m.predictions.inc(len(result.outputs))
+        m.inference_seconds.observe(result.inference_seconds)
+        for dead in result.dead_letters:
+            m.dead_letters.labels(dead.reason).inc()
+        if len(result.event_times_ms):
+            now_ms = time.time() * 1000.0  # event times are wall-clock
+            m.end_to_end_seconds.observe_batch((now_ms - result.event_times_ms) / 1000.0)
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag:
+            return
+        self._next_lag = now + self.options.lag_interval_s
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return
+        for tp in self._consumer.position(assigned):
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))

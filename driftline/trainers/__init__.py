@@ -1,0 +1,5 @@
+"""The training area: fitting models on labelled data (GPU when present), never inside a processor."""
+
+from driftline.trainers.fit import FitResult, fit_classifier
+
+__all__ = ["FitResult", "fit_classifier"]
