@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     )
     topics: Topics = Field(default_factory=Topics)  # type: ignore[arg-type]
     home: Path = Field(default_factory=_default_home, description="Local broker data and state.")
-    cache_dir: Path = Field(default_factory=_default_cache, description="Broker jars cache.")
+    cache_dir: Path = Field(default_factory=_default_cache, description="Cache for the broker jars.")
 
     @classmethod
     def settings_customise_sources(

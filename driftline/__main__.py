@@ -1,0 +1,3 @@
+from driftline.cli import run
+
+run()
