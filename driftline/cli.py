@@ -32,23 +32,48 @@ def _parse_kv(_ctx: click.Context, _param: click.Parameter, values: tuple[str, .
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML configuration file (also DRIFTLINE_CONFIG).")
-@click.option("--bootstrap-servers", "-b", metavar="HOST:PORT[,...]",
-              help="Use this Kafka cluster (also DRIFTLINE_BOOTSTRAP_SERVERS). "
-                   "Default: the local broker started by `driftline broker start`.")
-@click.option("-X", "kafka_options", multiple=True, callback=_parse_kv, metavar="KEY=VALUE",
-              help="Extra librdkafka client setting, repeatable (security.protocol, sasl.*, ssl.*).")
-@click.option("--schema-registry-url", metavar="URL",
-              help="Confluent Schema Registry: events use Confluent framing. Default: Avro single-object encoding.")
-@click.option("--home", type=click.Path(path_type=Path, file_okay=False),
-              help="Where the local broker keeps its data and state (also DRIFTLINE_HOME).")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML configuration file (also DRIFTLINE_CONFIG).",
+)
+@click.option(
+    "--bootstrap-servers",
+    "-b",
+    metavar="HOST:PORT[,...]",
+    help="Use this Kafka cluster (also DRIFTLINE_BOOTSTRAP_SERVERS). "
+    "Default: the local broker started by `driftline broker start`.",
+)
+@click.option(
+    "-X",
+    "kafka_options",
+    multiple=True,
+    callback=_parse_kv,
+    metavar="KEY=VALUE",
+    help="Extra librdkafka client setting, repeatable (security.protocol, sasl.*, ssl.*).",
+)
+@click.option(
+    "--schema-registry-url",
+    metavar="URL",
+    help="Confluent Schema Registry: events use Confluent framing. Default: Avro single-object encoding.",
+)
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the local broker keeps its data and state (also DRIFTLINE_HOME).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 @click.version_option(package_name="driftline")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, bootstrap_servers: str | None,
-         kafka_options: dict[str, str], schema_registry_url: str | None, home: Path | None,
-         verbose: bool) -> None:
+def main(
+    ctx: click.Context,
+    config: Path | None,
+    bootstrap_servers: str | None,
+    kafka_options: dict[str, str],
+    schema_registry_url: str | None,
+    home: Path | None,
+    verbose: bool,
+) -> None:
     """Driftline: PyTorch models in production on Kafka.
 
     \b
@@ -62,10 +87,16 @@ def main(ctx: click.Context, config: Path | None, bootstrap_servers: str | None,
       driftline produce --count 10000 --rate 2000
       driftline tail driftline.predictions --max 5
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides: dict[str, Any] = {"bootstrap_servers": bootstrap_servers,
-                                 "schema_registry_url": schema_registry_url, "home": home}
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "schema_registry_url": schema_registry_url,
+        "home": home,
+    }
     settings = load_settings(config, **overrides)
     if kafka_options:
         settings = settings.model_copy(update={"kafka": {**settings.kafka, **kafka_options}})
@@ -82,11 +113,13 @@ def cluster_settings(settings: Settings) -> Settings:
     if info is None:
         raise click.UsageError(
             "No Kafka cluster: start the local one with `driftline broker start`, or name one with "
-            "--bootstrap-servers / DRIFTLINE_BOOTSTRAP_SERVERS.")
+            "--bootstrap-servers / DRIFTLINE_BOOTSTRAP_SERVERS."
+        )
     return settings.model_copy(update={"bootstrap_servers": info.bootstrap_servers})
 
 
 # -- broker ------------------------------------------------------------------------------------
+
 
 @main.group()
 def broker() -> None:
@@ -101,8 +134,13 @@ def broker_start(settings: Settings, heap_mb: int, timeout: float) -> None:
     """Start a fresh local broker in the background (data under --home) and wait until it serves."""
     from driftline.broker import LocalBroker
 
-    b = LocalBroker(settings.home, settings.cache_dir, heap_mb=heap_mb,
-                    partitions=settings.topics.partitions, log=lambda m: click.echo(m, err=True))
+    b = LocalBroker(
+        settings.home,
+        settings.cache_dir,
+        heap_mb=heap_mb,
+        partitions=settings.topics.partitions,
+        log=lambda m: click.echo(m, err=True),
+    )
     info = b.start(timeout=timeout)
     click.echo(f"Kafka serves at {info.bootstrap_servers} (pid {info.pid}, data {info.data_dir}).")
     click.echo("Stop it with `driftline broker stop`.")
@@ -133,6 +171,7 @@ def broker_status(settings: Settings) -> None:
 
 # -- topics ------------------------------------------------------------------------------------
 
+
 @main.group()
 def topics() -> None:
     """Driftline's topics."""
@@ -152,14 +191,19 @@ def topics_create(settings: Settings) -> None:
 
 # -- models ------------------------------------------------------------------------------------
 
+
 @main.group()
 def models() -> None:
     """Model artifacts (safetensors weights + JSON config naming a known architecture)."""
 
 
 @models.command("bootstrap")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Directory to write the artifact to.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory to write the artifact to.",
+)
 @click.option("--generator", type=click.Choice(["agrawal", "sea"]), default="agrawal", show_default=True)
 @click.option("--count", default=20000, show_default=True, help="Training rows.")
 @click.option("--seed", default=7, show_default=True)
@@ -167,8 +211,16 @@ def models() -> None:
 @click.option("--architecture", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True)
 @click.option("--name", default=None, help="Model name (default: the generator's name).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def models_bootstrap(out: Path, generator: str, count: int, seed: int, epochs: int, architecture: str,
-                     name: str | None, device: str) -> None:
+def models_bootstrap(
+    out: Path,
+    generator: str,
+    count: int,
+    seed: int,
+    epochs: int,
+    architecture: str,
+    name: str | None,
+    device: str,
+) -> None:
     """Train a first model on River's synthetic stream and write it as an artifact."""
     from rich.progress import Progress
 
@@ -179,78 +231,125 @@ def models_bootstrap(out: Path, generator: str, count: int, seed: int, epochs: i
     data = generate(generator, count, seed=seed)
     with Progress(transient=True) as progress:
         task = progress.add_task("training", total=epochs)
-        fit = fit_classifier(data.x, data.y, features=data.features, classes=data.classes,
-                             name=name or generator, version="1", architecture=architecture,
-                             epochs=epochs, device=device,
-                             on_epoch=lambda _e, _l: progress.advance(task))
+        fit = fit_classifier(
+            data.x,
+            data.y,
+            features=data.features,
+            classes=data.classes,
+            name=name or generator,
+            version="1",
+            architecture=architecture,
+            epochs=epochs,
+            device=device,
+            on_epoch=lambda _e, _l: progress.advance(task),
+        )
     save_artifact(out, fit.config, fit.module)
-    click.echo(f"Wrote {out} ({fit.config.name} v{fit.config.version}, "
-               f"holdout accuracy {fit.config.metrics.get('holdout_accuracy', float('nan')):.3f}).")
+    click.echo(
+        f"Wrote {out} ({fit.config.name} v{fit.config.version}, "
+        f"holdout accuracy {fit.config.metrics.get('holdout_accuracy', float('nan')):.3f})."
+    )
 
 
 # -- serve -------------------------------------------------------------------------------------
 
+
 @main.command()
-@click.option("--model", "model_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              required=True, help="Model artifact directory.")
-@click.option("--group", default="driftline-serve", show_default=True,
-              help="Consumer group; run more processes with the same group to scale out.")
-@click.option("--instance-id", default=socket.gethostname(), show_default=True,
-              help="Stable id of this instance (unique within the group when --exactly-once).")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Model artifact directory.",
+)
+@click.option(
+    "--group",
+    default="driftline-serve",
+    show_default=True,
+    help="Consumer group; run more processes with the same group to scale out.",
+)
+@click.option(
+    "--instance-id",
+    default=socket.gethostname(),
+    show_default=True,
+    help="Stable id of this instance (unique within the group when --exactly-once).",
+)
 @click.option("--max-batch", default=2000, show_default=True, help="Largest micro-batch, in events.")
-@click.option("--max-wait-ms", default=20.0, show_default=True,
-              help="Latency budget: a batch closes this long after its first event at the latest.")
-@click.option("--exactly-once", is_flag=True,
-              help="One Kafka transaction per batch; downstream consumers read with read_committed.")
+@click.option(
+    "--max-wait-ms",
+    default=20.0,
+    show_default=True,
+    help="Latency budget: a batch closes this long after its first event at the latest.",
+)
+@click.option(
+    "--exactly-once",
+    is_flag=True,
+    help="One Kafka transaction per batch; downstream consumers read with read_committed.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
-@click.option("--schema", "schemas", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Extra .avsc writer schema(s) to accept (user record schemas), oldest first.")
+@click.option(
+    "--schema",
+    "schemas",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Extra .avsc writer schema(s) to accept (user record schemas), oldest first.",
+)
 @click.pass_obj
-def serve(settings: Settings, model_dir: Path, group: str, instance_id: str, max_batch: int,
-          max_wait_ms: float, exactly_once: bool, device: str, metrics_port: int,
-          schemas: tuple[Path, ...]) -> None:
+def serve(
+    settings: Settings,
+    model_dir: Path,
+    group: str,
+    instance_id: str,
+    max_batch: int,
+    max_wait_ms: float,
+    exactly_once: bool,
+    device: str,
+    metrics_port: int,
+    schemas: tuple[Path, ...],
+) -> None:
     """Consume events, predict in micro-batches, publish one prediction per event.
 
     Offsets are committed only after the batch's predictions and dead letters are acknowledged
     (at-least-once), or inside the batch's transaction (--exactly-once). Bad events go to the
     dead-letter topic with their original bytes and the reason. Stop with SIGTERM or Ctrl-C.
     """
-    from driftline.models import TorchPredictor
     from driftline.monitoring import ServeMetrics
-    from driftline.schemas import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
     from driftline.streams.kafka import wait_for_cluster
-    from driftline.streams.processor import BatchProcessor
-    from driftline.streams.serve import ServeOptions, StreamProcessor
+    from driftline.streams.serve import ServeOptions, build_processor
 
     settings = cluster_settings(settings)
     wait_for_cluster(settings)
-    store = builtin_store()
-    store.add_files(schemas)
-    reg_conf = settings.registry_config()
-    registry = RegistryResolver(reg_conf) if reg_conf else None
-    predictor = TorchPredictor.from_artifact(model_dir, device)
-    predictor.warm_up()
-    encoder = AvroEncoder.for_settings(store.latest("io.driftline.Prediction"), registry,
-                                       f"{settings.topics.predictions}-value")
-    core = BatchProcessor(AvroDecoder(store, registry), predictor, encoder)
-    options = ServeOptions(group_id=group, instance_id=instance_id, max_batch=max_batch,
-                           max_wait_ms=max_wait_ms, exactly_once=exactly_once)
+    options = ServeOptions(
+        group_id=group,
+        instance_id=instance_id,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        exactly_once=exactly_once,
+    )
     metrics = ServeMetrics()
+    processor = build_processor(settings, model_dir, options, device=device, schemas=schemas, metrics=metrics)
     metrics.serve_http(metrics_port)
-    processor = StreamProcessor(settings, core, options, metrics)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    cfg = predictor.config
-    processor.run(stop, on_ready=lambda: log.info(
-        "serving %s v%s on %s from %s to %s (group %s, %s)", cfg.name, cfg.version, predictor.device,
-        settings.topics.events, settings.topics.predictions, group,
-        "exactly-once" if exactly_once else "at-least-once"))
+    cfg = processor.core.predictor.config
+    processor.run(
+        stop,
+        on_ready=lambda: log.info(
+            "serving %s v%s from %s to %s (group %s, %s)",
+            cfg.name,
+            cfg.version,
+            settings.topics.events,
+            settings.topics.predictions,
+            group,
+            "exactly-once" if exactly_once else "at-least-once",
+        ),
+    )
     log.info("stopped cleanly")
 
 
 # -- produce / tail ----------------------------------------------------------------------------
+
 
 @main.command()
 @click.option("--generator", type=click.Choice(["agrawal", "sea"]), default="agrawal", show_default=True)
@@ -258,14 +357,32 @@ def serve(settings: Settings, model_dir: Path, group: str, instance_id: str, max
 @click.option("--rate", default=0.0, show_default=True, help="Events per second (0: as fast as possible).")
 @click.option("--seed", default=42, show_default=True)
 @click.option("--drift-at", type=int, default=None, help="Event index where the concept changes.")
-@click.option("--drift-width", default=1, show_default=True, help="1: abrupt; more: gradual over that many events.")
-@click.option("--labels/--no-labels", default=True, show_default=True, help="Also publish ground-truth labels.")
-@click.option("--malformed-every", default=0, show_default=True,
-              help="Corrupt every Nth event (to see the dead-letter path).")
+@click.option(
+    "--drift-width", default=1, show_default=True, help="1: abrupt; more: gradual over that many events."
+)
+@click.option(
+    "--labels/--no-labels", default=True, show_default=True, help="Also publish ground-truth labels."
+)
+@click.option(
+    "--malformed-every",
+    default=0,
+    show_default=True,
+    help="Corrupt every Nth event (to see the dead-letter path).",
+)
 @click.option("--run-id", default=None, help="Prefix of event ids (default: random).")
 @click.pass_obj
-def produce(settings: Settings, generator: str, count: int, rate: float, seed: int, drift_at: int | None,
-            drift_width: int, labels: bool, malformed_every: int, run_id: str | None) -> None:
+def produce(
+    settings: Settings,
+    generator: str,
+    count: int,
+    rate: float,
+    seed: int,
+    drift_at: int | None,
+    drift_width: int,
+    labels: bool,
+    malformed_every: int,
+    run_id: str | None,
+) -> None:
     """Send labelled synthetic events (River's Agrawal or SEA) as a business system would."""
     from rich.progress import Progress
 
@@ -275,20 +392,34 @@ def produce(settings: Settings, generator: str, count: int, rate: float, seed: i
 
     settings = cluster_settings(settings)
     store = builtin_store()
-    reg_conf = settings.registry_config()
-    registry = RegistryResolver(reg_conf) if reg_conf else None
-    events = AvroEncoder.for_settings(store.latest("io.driftline.InputEvent"), registry,
-                                      f"{settings.topics.events}-value")
-    label_enc = AvroEncoder.for_settings(store.latest("io.driftline.Label"), registry,
-                                         f"{settings.topics.labels}-value") if labels else None
+    registry = RegistryResolver.from_config(settings.registry_config())
+    events = AvroEncoder.for_settings(
+        store.latest("io.driftline.InputEvent"), registry, f"{settings.topics.events}-value"
+    )
+    label_enc = (
+        AvroEncoder.for_settings(
+            store.latest("io.driftline.Label"), registry, f"{settings.topics.labels}-value"
+        )
+        if labels
+        else None
+    )
     data = generate(generator, count, seed=seed, drift_at=drift_at, drift_width=drift_width)
     with Progress(transient=True) as progress:
         task = progress.add_task("producing", total=count)
-        report = produce_stream(settings, data, events, label_enc, run_id=run_id or uuid.uuid4().hex[:8],
-                                rate=rate or None, malformed_every=malformed_every,
-                                on_progress=lambda n: progress.advance(task, n))
-    click.echo(f"Produced {report.events} events ({report.malformed} malformed) and {report.labels} labels "
-               f"in {report.seconds:.1f}s ({report.events / max(report.seconds, 1e-9):,.0f} events/s).")
+        report = produce_stream(
+            settings,
+            data,
+            events,
+            label_enc,
+            run_id=run_id or uuid.uuid4().hex[:8],
+            rate=rate or None,
+            malformed_every=malformed_every,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    click.echo(
+        f"Produced {report.events} events ({report.malformed} malformed) and {report.labels} labels "
+        f"in {report.seconds:.1f}s ({report.events / max(report.seconds, 1e-9):,.0f} events/s)."
+    )
 
 
 @main.command("tail")
@@ -297,11 +428,23 @@ def produce(settings: Settings, generator: str, count: int, rate: float, seed: i
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @click.option("--latest", is_flag=True, help="Only new records (default: from the beginning).")
 @click.option("--read-committed", is_flag=True, help="Hide records of aborted/open transactions.")
-@click.option("--schema", "schemas", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Extra .avsc schema(s) to decode with.")
+@click.option(
+    "--schema",
+    "schemas",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Extra .avsc schema(s) to decode with.",
+)
 @click.pass_obj
-def tail_cmd(settings: Settings, topic: str, max_records: int | None, timeout: float | None, latest: bool,
-             read_committed: bool, schemas: tuple[Path, ...]) -> None:
+def tail_cmd(
+    settings: Settings,
+    topic: str,
+    max_records: int | None,
+    timeout: float | None,
+    latest: bool,
+    read_committed: bool,
+    schemas: tuple[Path, ...],
+) -> None:
     """Print a topic's records decoded, one JSON object per line (dead letters show their headers)."""
     from driftline.schemas import AvroDecoder, RegistryResolver, builtin_store
     from driftline.streams.tail import tail
@@ -309,10 +452,17 @@ def tail_cmd(settings: Settings, topic: str, max_records: int | None, timeout: f
     settings = cluster_settings(settings)
     store = builtin_store()
     store.add_files(schemas)
-    reg_conf = settings.registry_config()
-    decoder = AvroDecoder(store, RegistryResolver(reg_conf) if reg_conf else None)
-    tail(settings, topic, decoder, click.echo, from_beginning=not latest, max_records=max_records,
-         idle_timeout=timeout, read_committed=read_committed)
+    decoder = AvroDecoder(store, RegistryResolver.from_config(settings.registry_config()))
+    tail(
+        settings,
+        topic,
+        decoder,
+        click.echo,
+        from_beginning=not latest,
+        max_records=max_records,
+        idle_timeout=timeout,
+        read_committed=read_committed,
+    )
 
 
 def run() -> None:

@@ -27,7 +27,6 @@ from pydantic_settings import (
 
 from driftline.errors import ConfigError
 
-
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("driftline_config_file", default=None)
 
 
@@ -59,9 +58,7 @@ class Topics(BaseModel):
 class Settings(BaseSettings):
     """Driftline's configuration (see the module docstring for the sources)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="DRIFTLINE_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", env_nested_delimiter="__", extra="forbid")
 
     bootstrap_servers: str | None = Field(
         None,
@@ -80,7 +77,7 @@ class Settings(BaseSettings):
     schema_registry: dict[str, str] = Field(
         default_factory=dict, description="Extra Schema Registry client settings (basic.auth.*)."
     )
-    topics: Topics = Field(default_factory=Topics)  # type: ignore[arg-type]
+    topics: Topics = Field(default_factory=Topics)
     home: Path = Field(default_factory=_default_home, description="Local broker data and state.")
     cache_dir: Path = Field(default_factory=_default_cache, description="Cache for the broker jars.")
 

@@ -3,13 +3,13 @@
 ::
 
     DriftlineError
-    ├── ConfigError        bad or missing configuration; the message names the setting
-    ├── BrokerError        the local broker could not be built, started or stopped
-    ├── KafkaUnavailable   no cluster answered at the configured bootstrap servers
-    ├── SchemaError        a schema file or registry answer is unusable
-    ├── DecodeError        one event could not be turned into features (carries a short ``reason``)
-    ├── ModelError         a model artifact is missing, malformed or of an unknown architecture
-    └── DeliveryError      the broker did not acknowledge what we produced; nothing was committed
+    ├── ConfigError            bad or missing configuration; the message names the setting
+    ├── BrokerError            the local broker could not be built, started or stopped
+    ├── KafkaUnavailableError  no cluster answered at the configured bootstrap servers
+    ├── SchemaError            a schema file or registry answer is unusable
+    ├── DecodeError            one event could not be turned into features (carries a short ``reason``)
+    ├── ModelError             a model artifact is missing, malformed or of an unknown architecture
+    └── DeliveryError          the broker did not acknowledge what we produced; nothing was committed
 
 Every message says what to do next, not only what went wrong.
 """
@@ -29,7 +29,7 @@ class BrokerError(DriftlineError):
     """The embedded local broker failed to build, start or stop."""
 
 
-class KafkaUnavailable(DriftlineError):
+class KafkaUnavailableError(DriftlineError):
     """No Kafka cluster answered in time."""
 
 

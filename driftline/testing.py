@@ -53,7 +53,7 @@ class FakeMessage:
     _partition: int = 0
     _offset: int = 0
     _timestamp_ms: int = 0
-    _headers: list[tuple[str, bytes]] = field(default_factory=list)
+    _headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
 
     def value(self) -> bytes | None:
         return self._value
@@ -73,7 +73,7 @@ class FakeMessage:
     def timestamp(self) -> tuple[int, int]:
         return (1, self._timestamp_ms)
 
-    def headers(self) -> list[tuple[str, bytes]] | None:
+    def headers(self) -> list[tuple[str, str | bytes | None]] | None:
         return self._headers or None
 
     def error(self) -> None:

@@ -13,6 +13,7 @@ PosixPath('/tmp/dl/broker')
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -152,14 +153,24 @@ class LocalBroker:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         (staging / "pom.xml").write_bytes(pom)
-        cmd = [mvn, "-B", "-q", "-f", str(staging / "pom.xml"), "dependency:copy-dependencies",
-               "-DincludeScope=runtime", f"-DoutputDirectory={staging / 'lib'}"]
+        cmd = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(staging / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging / 'lib'}",
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
         except subprocess.TimeoutExpired as exc:
             raise BrokerError("Maven took over 15 minutes to fetch the Kafka jars; try again.") from exc
         if done.returncode != 0:
-            raise BrokerError(f"Maven could not fetch the Kafka jars:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+            raise BrokerError(
+                f"Maven could not fetch the Kafka jars:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+            )
         (staging / "lib" / ".complete").touch()
         if lib.exists():  # another process won the race
             shutil.rmtree(staging, ignore_errors=True)
@@ -172,8 +183,13 @@ class LocalBroker:
     def check_java() -> str:
         java = shutil.which("java")
         if java is None:
-            raise BrokerError("Java 17+ is needed to run the local broker: install a JDK (apt-get install openjdk-17-jre-headless).")
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+            raise BrokerError(
+                "Java 17+ is needed to run the local broker: install a JDK "
+                "(apt-get install openjdk-17-jre-headless), or pass --bootstrap-servers."
+            )
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stderr
         match = re.search(r'version "(\d+)', out)
         if match is None or int(match.group(1)) < 17:
             raise BrokerError(f"Kafka 4 needs Java 17 or newer; `java -version` says: {out.strip()}")
@@ -206,22 +222,50 @@ class LocalBroker:
         (self.data_dir / "logs").mkdir(parents=True)
         bport, cport = _free_port(), _free_port()
         props = self.data_dir / "server.properties"
-        props.write_text(SERVER_PROPERTIES.format(
-            bport=bport, cport=cport, data=self.data_dir / "data", partitions=self.partitions))
+        props.write_text(
+            SERVER_PROPERTIES.format(
+                bport=bport, cport=cport, data=self.data_dir / "data", partitions=self.partitions
+            )
+        )
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_bytes(resources.files("driftline.broker").joinpath("log4j2.properties").read_bytes())
-        jvm = [java, f"-Xms{self.heap_mb}m", f"-Xmx{self.heap_mb}m", "-XX:+UseG1GC",
-               f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
-               "-cp", f"{lib}/*"]
+        jvm = [
+            java,
+            f"-Xms{self.heap_mb}m",
+            f"-Xmx{self.heap_mb}m",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+            "-cp",
+            f"{lib}/*",
+        ]
         log_file = self.data_dir / "broker.log"
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(), "-c", str(props)],
-            capture_output=True, text=True, timeout=120, check=False)
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(props),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if fmt.returncode != 0:
             raise BrokerError(f"Formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
         with log_file.open("wb") as out:
-            proc = subprocess.Popen([*jvm, "kafka.Kafka", str(props)], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [*jvm, "kafka.Kafka", str(props)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         info = BrokerInfo(f"127.0.0.1:{bport}", proc.pid, str(self.data_dir), str(log_file))
         try:
             self._wait_ready(proc, info, timeout)
@@ -240,8 +284,10 @@ class LocalBroker:
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
-                raise BrokerError(f"The broker exited with code {code} while starting. Log tail:\n"
-                                  f"{_tail(Path(info.log_file))}")
+                raise BrokerError(
+                    f"The broker exited with code {code} while starting. Log tail:\n"
+                    f"{_tail(Path(info.log_file))}"
+                )
             if _port_open("127.0.0.1", port):
                 try:
                     AdminClient({"bootstrap.servers": info.bootstrap_servers}).list_topics(timeout=5)
@@ -249,7 +295,9 @@ class LocalBroker:
                 except Exception:  # not serving metadata yet: keep polling until the deadline
                     pass
             time.sleep(0.2)
-        raise BrokerError(f"The broker did not serve within {timeout:.0f}s. Log tail:\n{_tail(Path(info.log_file))}")
+        raise BrokerError(
+            f"The broker did not serve within {timeout:.0f}s. Log tail:\n{_tail(Path(info.log_file))}"
+        )
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker started from this home; ``False`` if none was running."""
@@ -277,10 +325,8 @@ class LocalBroker:
             if proc is None and not _pid_alive(pid):
                 return True
             time.sleep(0.1)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if proc is not None:
             proc.wait(timeout=10)
         return True

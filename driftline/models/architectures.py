@@ -24,6 +24,9 @@ from driftline.errors import ModelError
 class Standardize(nn.Module):
     """``(x - mean) / scale`` with statistics stored as buffers (saved with the weights)."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, n_features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))

@@ -69,18 +69,30 @@ class ServeMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events = Counter("driftline_events_consumed", "Events consumed.", registry=r)
-        self.predictions = Counter("driftline_predictions_produced", "Predictions produced and acknowledged.", registry=r)
+        self.predictions = Counter(
+            "driftline_predictions_produced", "Predictions produced and acknowledged.", registry=r
+        )
         self.dead_letters = Counter(
-            "driftline_dead_letters", "Events sent to the dead-letter topic.", ["reason"], registry=r)
-        self.batch_size = Histogram("driftline_batch_size", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=r)
+            "driftline_dead_letters", "Events sent to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "driftline_batch_size", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=r
+        )
         self.inference_seconds = Histogram(
-            "driftline_inference_seconds", "Model time per batch.", buckets=LATENCY_BUCKETS, registry=r)
+            "driftline_inference_seconds", "Model time per batch.", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.end_to_end_seconds = BatchHistogram(
             "driftline_end_to_end_latency_seconds",
             "Event time to prediction acknowledged by the broker, per event.",
-            LATENCY_BUCKETS, r)
-        self.lag = Gauge("driftline_consumer_lag", "Events not yet consumed.", ["topic", "partition"], registry=r)
-        self.model = Gauge("driftline_model_info", "The model version in use (value 1).", ["model", "version"], registry=r)
+            LATENCY_BUCKETS,
+            r,
+        )
+        self.lag = Gauge(
+            "driftline_consumer_lag", "Events not yet consumed.", ["topic", "partition"], registry=r
+        )
+        self.model = Gauge(
+            "driftline_model_info", "The model version in use (value 1).", ["model", "version"], registry=r
+        )
 
     def set_model(self, name: str, version: str) -> None:
         self.model.clear()

@@ -136,11 +136,19 @@ def builtin_store() -> SchemaStore:
 class RegistryResolver:
     """Schema ids to schemas through a Confluent Schema Registry, cached per id."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, client: Any) -> None:
+        """``client`` is a confluent-kafka ``SchemaRegistryClient`` (or its in-memory ``mock://`` twin)."""
+        self._client = client
+        self._by_id: dict[int, AvroSchema] = {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> RegistryResolver | None:
+        """A resolver for the settings' registry, or ``None`` when no registry is configured."""
+        if not config:
+            return None
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        self._client = SchemaRegistryClient(dict(config))
-        self._by_id: dict[int, AvroSchema] = {}
+        return cls(SchemaRegistryClient.new_client(dict(config)))
 
     def get(self, schema_id: int) -> AvroSchema:
         cached = self._by_id.get(schema_id)
@@ -239,9 +247,7 @@ class AvroEncoder:
         return cls(schema, CONFLUENT_MAGIC + struct.pack(">I", schema_id))
 
     @classmethod
-    def for_settings(
-        cls, schema: AvroSchema, registry: RegistryResolver | None, subject: str
-    ) -> AvroEncoder:
+    def for_settings(cls, schema: AvroSchema, registry: RegistryResolver | None, subject: str) -> AvroEncoder:
         """Confluent framing when a registry is configured (registering the schema), else single-object."""
         if registry is None:
             return cls.single_object(schema)

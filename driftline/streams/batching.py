@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 M = TypeVar("M")
-M_co = TypeVar("M_co", covariant=True)
 
 
-class Source(Protocol[M_co]):
-    def consume(self, num_messages: int, timeout: float) -> list[M_co]: ...
+class Source(Protocol[M]):
+    def consume(self, num_messages: int, timeout: float) -> list[M]: ...
 
 
 @dataclass
@@ -54,9 +53,7 @@ class Batch(Generic[M]):
 class MicroBatcher:
     """Fills one batch at a time from a source."""
 
-    def __init__(
-        self, max_size: int, max_wait: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, max_size: int, max_wait: float, clock: Callable[[], float] = time.monotonic) -> None:
         if max_size < 1 or max_wait < 0:
             raise ValueError("max_size must be >= 1 and max_wait >= 0")
         self.max_size = max_size

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from driftline.config import Settings
-from driftline.errors import KafkaUnavailable
+from driftline.errors import KafkaUnavailableError
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -45,7 +46,7 @@ def admin(settings: Settings) -> AdminClient:
 
 
 def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
-    """Return once the cluster answers a metadata request, or raise :class:`KafkaUnavailable`."""
+    """Return once the cluster answers a metadata request, or raise :class:`KafkaUnavailableError`."""
     client = admin(settings)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -55,7 +56,7 @@ def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
             return
         except KafkaException as exc:
             last = exc
-    raise KafkaUnavailable(
+    raise KafkaUnavailableError(
         f"No Kafka cluster answered at {settings.bootstrap_servers} within {timeout:.0f}s ({last}). "
         "Start the local one with `driftline broker start` or check --bootstrap-servers."
     )
@@ -89,7 +90,9 @@ def create_topics(settings: Settings, names: Iterable[str] | None = None, timeou
 def _wait_for_leaders(client: AdminClient, names: list[str], deadline: float) -> None:
     while time.monotonic() < deadline:
         meta = client.list_topics(timeout=5).topics
-        if all(n in meta and meta[n].partitions and all(p.leader >= 0 for p in meta[n].partitions.values())
-               for n in names):
+        if all(
+            n in meta and meta[n].partitions and all(p.leader >= 0 for p in meta[n].partitions.values())
+            for n in names
+        ):
             return
         time.sleep(0.1)

@@ -33,6 +33,16 @@ from driftline.models.runtime import Predictor
 from driftline.schemas.wire import AvroDecoder, AvroEncoder
 from driftline.streams.features import FeatureExtractor
 
+Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
+"""Kafka headers as confluent-kafka accepts and returns them."""
+
+
+def header_list(headers: Headers | None) -> list[tuple[str, str | bytes | None]]:
+    """Headers as a list of pairs, whichever form they came in."""
+    if headers is None:
+        return []
+    return list(headers.items()) if isinstance(headers, dict) else list(headers)
+
 
 class SourceMessage(Protocol):
     """The parts of a consumed Kafka message the processor reads."""
@@ -43,7 +53,7 @@ class SourceMessage(Protocol):
     def partition(self) -> int | None: ...
     def offset(self) -> int | None: ...
     def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> list[tuple[str, bytes]] | None: ...
+    def headers(self) -> Headers | None: ...
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,7 @@ class DeadLetter:
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    event_times_ms: npt.NDArray[np.int64] = field(
-        default_factory=lambda: np.empty(0, dtype=np.int64)
-    )
+    event_times_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     """Event time of each output, for end-to-end latency metrics."""
     inference_seconds: float = 0.0
 

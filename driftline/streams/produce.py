@@ -40,8 +40,12 @@ def corrupt(payload: bytes) -> bytes:
 class Pacer:
     """Sleeps so that event ``n`` is not sent before ``n / rate`` seconds (no-op without a rate)."""
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._rate, self._clock, self._sleep = rate, clock, sleep
         self._start = clock()
 
@@ -82,7 +86,9 @@ def produce_stream(
         for i in chunk:
             eid = event_id(run_id, i)
             key = eid.encode()
-            value = events.encode({"event_id": eid, "event_time": now_ms, "features": rows[i], "source": run_id})
+            value = events.encode(
+                {"event_id": eid, "event_time": now_ms, "features": rows[i], "source": run_id}
+            )
             if malformed_every and i % malformed_every == malformed_every - 1:
                 value, malformed = corrupt(value), malformed + 1
             _produce(producer, topics.events, key, value)

@@ -17,18 +17,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError
+from driftline.models.runtime import TorchPredictor
 from driftline.monitoring.metrics import ServeMetrics
+from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
 from driftline.streams import kafka
 from driftline.streams.batching import Batch, MicroBatcher
-from driftline.streams.processor import BatchProcessor, BatchResult, DeadLetter
+from driftline.streams.processor import (
+    BatchProcessor,
+    BatchResult,
+    DeadLetter,
+    SourceMessage,
+    header_list,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +58,11 @@ class ServeOptions:
     lag_interval_s: float = 1.0
 
 
-def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     """The original headers plus where the event came from and why it was rejected."""
     m = dead.message
     return [
-        *(m.headers() or []),
+        *header_list(m.headers()),
         (DLQ_PREFIX + "reason", dead.reason.encode()),
         (DLQ_PREFIX + "detail", dead.detail.encode()),
         (DLQ_PREFIX + "topic", str(m.topic()).encode()),
@@ -63,12 +72,26 @@ def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
-def next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    """The offsets to commit after handling ``messages``: one past the last of each partition."""
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        last[(m.topic(), m.partition())] = m.offset()  # type: ignore[index]
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+OffsetRanges = dict[tuple[str, int], tuple[int, int]]
+
+
+def offset_ranges(messages: Sequence[SourceMessage]) -> OffsetRanges:
+    """First and last offset of each partition in ``messages``."""
+    ranges: OffsetRanges = {}
+    for m in messages:  # consumed data messages always carry topic, partition and offset
+        tp, offset = (cast(str, m.topic()), cast(int, m.partition())), cast(int, m.offset())
+        ranges[tp] = (ranges.get(tp, (offset, offset))[0], offset)
+    return ranges
+
+
+def commit_positions(ranges: OffsetRanges) -> list[TopicPartition]:
+    """Where to resume after handling the messages: one past the last of each partition."""
+    return [TopicPartition(t, p, last + 1) for (t, p), (_, last) in ranges.items()]
+
+
+def rewind_positions(ranges: OffsetRanges) -> list[TopicPartition]:
+    """Where to resume to replay the messages: the first of each partition."""
+    return [TopicPartition(t, p, first) for (t, p), (first, _) in ranges.items()]
 
 
 class _KafkaSource:
@@ -174,17 +197,20 @@ class StreamProcessor:
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._pending:
-            log.warning("partitions lost: abandoning %d uncommitted events; their new owner replays them",
-                        len(self._pending))
+            log.warning(
+                "partitions lost: abandoning %d uncommitted events; their new owner replays them",
+                len(self._pending),
+            )
             self._pending.take()
 
     # -- one batch ------------------------------------------------------------------------------
 
     def _handle(self, batch: Batch[Message]) -> None:
         result = self.core.process(batch.messages, batch.arrivals)
-        offsets = next_offsets(batch.messages)
+        ranges = offset_ranges(batch.messages)
+        offsets = commit_positions(ranges)
         if self.options.exactly_once:
-            if not self._transact(result, offsets, batch):
+            if not self._transact(result, offsets, ranges):
                 return
         else:
             self._produce(result)
@@ -192,14 +218,15 @@ class StreamProcessor:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         self._record(batch, result)
 
-    def _transact(self, result: BatchResult, offsets: list[TopicPartition], batch: Batch[Message]) -> bool:
+    def _transact(self, result: BatchResult, offsets: list[TopicPartition], ranges: OffsetRanges) -> bool:
         """One transaction for the batch; ``False`` if it was aborted and rewound for replay."""
         timeout = self.options.delivery_timeout_s
         try:
             self._producer.begin_transaction()
             self._produce(result)
             self._producer.send_offsets_to_transaction(
-                offsets, self._consumer.consumer_group_metadata(), timeout)
+                offsets, self._consumer.consumer_group_metadata(), timeout
+            )
             self._producer.commit_transaction(timeout)
             return True
         except KafkaException as exc:
@@ -207,10 +234,8 @@ class StreamProcessor:
                 raise
             log.warning("transaction aborted (%s); replaying the batch", exc)
             self._producer.abort_transaction(timeout)
-            for tp in offsets:  # rewind to the batch's first offsets and let the loop replay it
-                first = min(m.offset() for m in batch.messages
-                            if (m.topic(), m.partition()) == (tp.topic, tp.partition))
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, first))
+            for tp in rewind_positions(ranges):  # the loop replays the batch from here
+                self._consumer.seek(tp)
             return False
 
     def _produce(self, result: BatchResult) -> None:
@@ -261,3 +286,27 @@ class StreamProcessor:
             _, high = self._consumer.get_watermark_offsets(tp, cached=True)
             if high >= 0 and tp.offset >= 0:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+
+
+def build_processor(
+    settings: Settings,
+    model_dir: Path,
+    options: ServeOptions,
+    *,
+    device: str = "auto",
+    schemas: Sequence[Path] = (),
+    registry: RegistryResolver | None = None,
+    metrics: ServeMetrics | None = None,
+) -> StreamProcessor:
+    """Wire a processor from configuration: schemas, registry, model (warmed up), codecs."""
+    store = builtin_store()
+    store.add_files(schemas)
+    if registry is None:
+        registry = RegistryResolver.from_config(settings.registry_config())
+    predictor = TorchPredictor.from_artifact(model_dir, device)
+    predictor.warm_up()
+    encoder = AvroEncoder.for_settings(
+        store.latest("io.driftline.Prediction"), registry, f"{settings.topics.predictions}-value"
+    )
+    core = BatchProcessor(AvroDecoder(store, registry), predictor, encoder)
+    return StreamProcessor(settings, core, options, metrics)

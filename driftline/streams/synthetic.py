@@ -31,12 +31,14 @@ AGRAWAL_FEATURES = ["salary", "commission", "age", "elevel", "car", "zipcode", "
 
 GENERATORS: dict[str, Generator] = {
     "agrawal": Generator(
-        AGRAWAL_FEATURES, ["group A", "group B"],
+        AGRAWAL_FEATURES,
+        ["group A", "group B"],
         lambda seed: synth.Agrawal(classification_function=0, seed=seed),
         lambda seed: synth.Agrawal(classification_function=4, seed=seed),
     ),
     "sea": Generator(
-        ["x1", "x2", "x3"], ["negative", "positive"],
+        ["x1", "x2", "x3"],
+        ["negative", "positive"],
         lambda seed: synth.SEA(variant=0, seed=seed),
         lambda seed: synth.SEA(variant=3, seed=seed),
     ),
@@ -69,7 +71,7 @@ def generate(
         mix = np.random.default_rng(seed)
         width = max(1, drift_width)
         rows = []
-        for t, (old, new) in enumerate(zip(before, after)):
+        for t, (old, new) in enumerate(zip(before, after, strict=False)):
             p_new = min(1.0, max(0.0, (t - drift_at + 1) / width))
             rows.append(new if p_new >= 1.0 or (p_new > 0.0 and mix.random() < p_new) else old)
     x = np.array([list(row[0].values()) for row in rows], dtype=np.float32).reshape(-1, len(gen.features))

@@ -14,6 +14,7 @@ from driftline.config import Settings
 from driftline.errors import DecodeError
 from driftline.schemas.wire import AvroDecoder
 from driftline.streams import kafka
+from driftline.streams.processor import header_list
 
 
 def describe(message: Message, decoder: AvroDecoder) -> dict[str, Any]:
@@ -29,8 +30,9 @@ def describe(message: Message, decoder: AvroDecoder) -> dict[str, Any]:
     except DecodeError as exc:
         view["raw"] = (message.value() or b"").hex()
         view["undecoded"] = exc.reason
-    if message.headers():
-        view["headers"] = {k: (v or b"").decode(errors="replace") for k, v in message.headers() or []}
+    headers = header_list(message.headers())
+    if headers:
+        view["headers"] = {k: v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in headers}
     return view
 
 
@@ -47,9 +49,12 @@ def tail(
 ) -> int:
     """Print records until ``max_records`` or ``idle_timeout`` seconds without one; return the count."""
     consumer = kafka.consumer(
-        settings, f"driftline-tail-{uuid.uuid4().hex[:8]}",
-        **{"auto.offset.reset": "earliest" if from_beginning else "latest",
-           "isolation.level": "read_committed" if read_committed else "read_uncommitted"},
+        settings,
+        f"driftline-tail-{uuid.uuid4().hex[:8]}",
+        **{
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        },
     )
     consumer.subscribe([topic])
     seen, last = 0, time.monotonic()

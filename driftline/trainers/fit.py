@@ -52,8 +52,14 @@ def fit_classifier(
 ) -> FitResult:
     """Train with Adam on shuffled mini-batches; report accuracy on a held-out tail of the data."""
     torch.manual_seed(seed)
-    config = ModelConfig(name=name, version=version, architecture=architecture, features=list(features),
-                         classes=list(classes), params=params or {})
+    config = ModelConfig(
+        name=name,
+        version=version,
+        architecture=architecture,
+        features=list(features),
+        classes=list(classes),
+        params=params or {},
+    )
     dev = resolve_device(device)
     split = int(len(x) * (1 - holdout))
     xt, yt = torch.from_numpy(x[:split]), torch.from_numpy(y[:split])
@@ -69,7 +75,7 @@ def fit_classifier(
         order = torch.randperm(len(xt), generator=gen).to(dev)
         total = 0.0
         for start in range(0, len(xt), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(module(xt[idx]), yt[idx])
             loss.backward()
