@@ -1,0 +1,324 @@
+"""The faust-streaming contender of the benchmark: a faust agent used the obvious way.
+
+It measures how fast a plain faust app scores a topic of Driftline events: one agent reads the input
+topic from the beginning with its own fresh consumer group, takes batches with
+``stream.take_events(batch_size, within=within_s)`` (the variant of ``stream.take`` that yields the
+events, so the outputs keep the input key exactly like :class:`~driftline.streams.processor.BatchProcessor`),
+decodes each value with :class:`~driftline.schemas.wire.AvroDecoder`, builds the float32 matrix with
+:class:`~driftline.streams.features.FeatureExtractor`, runs ``TorchPredictor.predict_batch`` once per batch,
+Avro-encodes one ``io.driftline.Prediction`` per event and ``await``\\ s ``topic.send()`` for each.
+
+The clock starts when faust's consumer received the first event (``event.message.time_in``, stamped by
+faust's own monitor) and stops when the broker has acknowledged the last of the ``n_events`` outputs.
+App start-up (group join, partition assignment) is outside that window and logged separately.
+
+Everything is faust's default except what the task needs (raw serializers, no web server, in-memory
+store, a temporary datadir, ``earliest`` offsets, a unique app id): producer linger, acks, compression
+and commit intervals are faust's own. Run from the command line::
+
+    python -m driftline.bench.faust_agent --bootstrap-servers H:P --in-topic T --out-topic U \\
+        --events N --model DIR
+
+which prints ``{"events": n, "seconds": s, "eps": n / s}`` as one JSON line on stdout (logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from driftline.errors import DecodeError
+from driftline.models.runtime import TorchPredictor
+from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
+from driftline.streams.features import FeatureExtractor
+
+log = logging.getLogger("driftline.bench.faust")
+
+STOP_TIMEOUT_S = 30.0
+"""Longest wait for faust to shut down (commit, leave the group, flush the producer)."""
+ADMIN_TIMEOUT_S = 10.0
+"""Longest wait for each metadata or clean-up request to the broker."""
+
+
+class Scorer:
+    """Driftline's batch pipeline by hand: values in, ``(key, prediction bytes)`` out."""
+
+    def __init__(self, model_dir: Path) -> None:
+        store = builtin_store()
+        self.predictor = TorchPredictor.from_artifact(model_dir)
+        self.predictor.warm_up()
+        self._decoder = AvroDecoder(store)
+        self._encoder = AvroEncoder.single_object(store.latest("io.driftline.Prediction"))
+        self._features = FeatureExtractor(self.predictor.config.features)
+
+    def score(self, events: Sequence[Any]) -> list[tuple[bytes | None, bytes]]:
+        """One output per usable event; undecodable or unusable events are skipped (and logged)."""
+        kept, records = self._decode(events)
+        matrix, rejected = self._features.extract(records)
+        if rejected:
+            log.warning("skipping %d events without usable features", len(rejected))
+            kept = [e for j, e in enumerate(kept) if j not in rejected]
+            records = [r for j, r in enumerate(records) if j not in rejected]
+        scores = self.predictor.predict_batch(matrix)
+        return self._encode(kept, records, scores.tolist(), scores.argmax(axis=1).tolist())
+
+    def _decode(self, events: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+        kept: list[Any] = []
+        records: list[dict[str, Any]] = []
+        for event in events:
+            try:
+                records.append(self._decoder.decode(event.value))
+                kept.append(event)
+            except DecodeError as exc:
+                log.warning("skipping an undecodable event: %s", exc)
+        return kept, records
+
+    def _encode(
+        self, events: list[Any], records: list[dict[str, Any]], scores: list[list[float]], classes: list[int]
+    ) -> list[tuple[bytes | None, bytes]]:
+        """The same fields as ``BatchProcessor._encode``; processing time counts from faust's arrival stamp."""
+        config = self.predictor.config
+        now = time.monotonic()
+        encode = self._encoder.encode
+        outputs: list[tuple[bytes | None, bytes]] = []
+        for n, (event, record) in enumerate(zip(events, records, strict=True)):
+            message = event.message
+            event_time = record.get("event_time")
+            if not isinstance(event_time, int):
+                event_time = int(message.timestamp * 1000)
+            event_id = record.get("event_id") or f"{message.topic}/{message.partition}/{message.offset}"
+            value = encode(
+                {
+                    "event_id": str(event_id),
+                    "event_time": event_time,
+                    "model_name": config.name,
+                    "model_version": config.version,
+                    "scores": scores[n],
+                    "predicted_class": classes[n],
+                    "processing_ms": (now - (message.time_in or now)) * 1000.0,
+                }
+            )
+            outputs.append((message.key, value))
+        return outputs
+
+
+class Run:
+    """The agent's state for one measured run: counts, send futures, clock and outcome."""
+
+    def __init__(self, scorer: Scorer, n_events: int, batch_size: int, within_s: float) -> None:
+        self.scorer = scorer
+        self.n_events = n_events
+        self.batch_size = batch_size
+        self.within_s = within_s
+        self.consumed = 0
+        self.pending: list[Awaitable[Any]] = []
+        self.first_in: float | None = None
+        self.last_ack: float | None = None
+        self.error: BaseException | None = None
+        self.finished = asyncio.Event()
+
+    async def handle(self, events: Sequence[Any], sink: Any) -> None:
+        """Score one batch and send its outputs; after the last event, wait for every acknowledgement."""
+        if self.finished.is_set():
+            return  # the topic holds more than n_events: leave the rest alone
+        batch = events[: self.n_events - self.consumed]
+        if self.first_in is None:
+            self.first_in = batch[0].message.time_in or time.monotonic()
+        try:
+            for key, value in self.scorer.score(batch):
+                self.pending.append(await sink.send(key=key, value=value))
+            self.consumed += len(batch)
+            if self.consumed >= self.n_events:
+                await asyncio.gather(*self.pending)
+                self.last_ack = time.monotonic()
+                self.finished.set()
+        except Exception as exc:  # reported by run_faust_agent, not swallowed by faust's supervisor
+            self.error = exc
+            self.finished.set()
+
+    def acked(self) -> int:
+        return sum(1 for f in self.pending if isinstance(f, asyncio.Future) and f.done())
+
+
+def topic_partitions(bootstrap_servers: str, topic: str) -> int:
+    """How many partitions ``topic`` has; raises if the broker does not know it."""
+    client = AdminClient({"bootstrap.servers": bootstrap_servers})
+    meta = client.list_topics(topic=topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise RuntimeError(f"Topic {topic!r} does not exist at {bootstrap_servers}; create it first.")
+    return len(meta.partitions)
+
+
+def build_app(app_id: str, bootstrap_servers: str, partitions: int, datadir: Path) -> faust.App:
+    """A faust app configured as its documentation shows, with nothing tuned."""
+    return faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap_servers}",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=partitions,
+        consumer_auto_offset_reset="earliest",
+    )
+
+
+def add_agent(app: faust.App, in_topic: str, out_topic: str, run: Run) -> None:
+    """The scoring agent: batches from ``in_topic``, predictions to ``out_topic``."""
+    source = app.topic(in_topic)
+    sink = app.topic(out_topic)
+
+    async def score(stream: Any) -> None:
+        async for events in stream.take_events(run.batch_size, within=run.within_s):
+            await run.handle(events, sink)
+
+    app.agent(source, name="driftline-score")(score)
+
+
+async def _serve(app: faust.App, run: Run, timeout_s: float) -> float:
+    """Start a faust worker for ``app``, wait for the run to finish, stop it; return the start-up seconds."""
+    deadline = time.monotonic() + timeout_s
+    worker = faust.Worker(
+        app,
+        loop=asyncio.get_running_loop(),
+        daemon=False,  # start() returns once the app runs; the default blocks until stopped
+        override_logging=False,  # the caller owns logging
+        redirect_stdouts=False,  # stdout is for the result
+        stdout=sys.stderr,
+        quiet=True,
+    )
+    started = time.monotonic()
+    try:
+        try:
+            await asyncio.wait_for(worker.start(), timeout=timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"faust did not start within {timeout_s:.0f}s") from None
+        startup_s = time.monotonic() - started
+        log.info("faust worker started in %.2fs", startup_s)
+        await _wait_finished(worker, run, deadline - time.monotonic())
+    finally:
+        await _stop(worker)
+    if run.first_in is not None:
+        log.info("first event consumed %.2fs after the worker was started", run.first_in - started)
+    return startup_s
+
+
+async def _wait_finished(worker: Any, run: Run, timeout_s: float) -> None:
+    """Return when the run is done; raise if faust stopped (signal or crash) or time ran out first."""
+    done = asyncio.ensure_future(run.finished.wait())
+    stopped = asyncio.ensure_future(worker.wait_until_stopped())
+    try:
+        await asyncio.wait({done, stopped}, timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (done, stopped):
+            fut.cancel()
+    if run.error is not None:
+        raise run.error
+    if run.finished.is_set():
+        return
+    if worker.should_stop:
+        crash: BaseException | None = worker.crash_reason or worker.app.crash_reason
+        if crash is not None:
+            raise RuntimeError(f"faust crashed: {crash!r}") from crash
+        raise KeyboardInterrupt("faust was stopped by a signal before the run finished")
+    raise TimeoutError(
+        f"faust consumed {run.consumed}/{run.n_events} events and got {run.acked()} acknowledgements "
+        f"before the {timeout_s:.0f}s left of the time limit ran out"
+    )
+
+
+async def _stop(worker: Any) -> None:
+    """Stop the worker and with it the app (commit, leave the group, flush), bounded."""
+    try:
+        await asyncio.wait_for(worker.stop(), timeout=STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.error("faust did not stop within %.0fs; its tasks are cancelled", STOP_TIMEOUT_S)
+
+
+def cleanup_broker(bootstrap_servers: str, app_id: str) -> None:
+    """Delete what faust left on the broker for this run: its internal topics and its consumer group."""
+    client = AdminClient({"bootstrap.servers": bootstrap_servers})
+    try:
+        topics = [t for t in client.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(app_id)]
+        futures = list(client.delete_topics(topics, operation_timeout=ADMIN_TIMEOUT_S).values()) if topics else []
+        futures += client.delete_consumer_groups([app_id], request_timeout=ADMIN_TIMEOUT_S).values()
+        for future in futures:
+            future.result(timeout=ADMIN_TIMEOUT_S)
+    except (KafkaException, TimeoutError) as exc:
+        log.warning("could not delete faust's leftovers for %s: %s", app_id, exc)
+
+
+def run_faust_agent(
+    bootstrap_servers: str,
+    in_topic: str,
+    out_topic: str,
+    n_events: int,
+    model_dir: Path,
+    batch_size: int = 1000,
+    within_s: float = 0.02,
+    timeout_s: float = 300.0,
+) -> dict[str, float]:
+    """Consume ``n_events`` from ``in_topic`` with a fresh faust app, score them, produce to ``out_topic``.
+
+    Returns ``{"events": n, "seconds": s, "eps": n / s}``, ``s`` running from the first event consumed
+    to the broker's acknowledgement of the last output. The app is stopped on success, failure and
+    Ctrl-C; raises :class:`TimeoutError` when the run does not finish within ``timeout_s`` (start-up
+    included).
+    """
+    if n_events < 1:
+        raise ValueError("n_events must be at least 1")
+    run = Run(Scorer(model_dir), n_events, batch_size, within_s)
+    app_id = f"driftline-bench-faust-{uuid.uuid4().hex[:12]}"
+    partitions = topic_partitions(bootstrap_servers, in_topic)
+    with tempfile.TemporaryDirectory(prefix="driftline-faust-") as datadir:
+        app = build_app(app_id, bootstrap_servers, partitions, Path(datadir))
+        add_agent(app, in_topic, out_topic, run)
+        try:
+            asyncio.run(_serve(app, run, timeout_s))
+        finally:
+            cleanup_broker(bootstrap_servers, app_id)
+    assert run.first_in is not None and run.last_ack is not None  # set together with finished
+    seconds = run.last_ack - run.first_in
+    return {"events": run.consumed, "seconds": seconds, "eps": run.consumed / seconds}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
+    parser.add_argument("--in-topic", required=True)
+    parser.add_argument("--out-topic", required=True)
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--model", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--within", type=float, default=0.02, metavar="SECONDS")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log faust's own INFO messages too.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    try:
+        result = run_faust_agent(args.bootstrap_servers, args.in_topic, args.out_topic, args.events,
+                                 args.model, args.batch_size, args.within, args.timeout)
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

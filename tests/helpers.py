@@ -1,0 +1,156 @@
+"""Test helpers that talk to the real broker: produce events, read topics back, run `serve` as a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Message
+
+from driftline.config import Settings
+from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
+from driftline.streams import kafka
+from driftline.streams.processor import header_list
+from driftline.streams.produce import produce_stream
+from driftline.streams.synthetic import generate
+
+STORE = builtin_store()
+DECODER = AvroDecoder(STORE)
+
+
+def produce_events(settings: Settings, count: int, run_id: str, seed: int = 1) -> list[str]:
+    """Produce ``count`` Agrawal events; return their ids."""
+    data = generate("agrawal", count, seed=seed)
+    encoder = AvroEncoder.single_object(STORE.latest("io.driftline.InputEvent"))
+    produce_stream(settings, data, encoder, None, run_id=run_id)
+    return [f"{run_id}-{i:09d}" for i in range(count)]
+
+
+def produce_raw(settings: Settings, records: Sequence[tuple[bytes, bytes]]) -> None:
+    """Produce (key, value) pairs as they are."""
+    producer = kafka.producer(settings)
+    for key, value in records:
+        producer.produce(settings.topics.events, value, key)
+    assert producer.flush(30) == 0
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    expected: int,
+    timeout: float = 60.0,
+    read_committed: bool = False,
+    settle: float = 1.0,
+) -> list[Message]:
+    """Read ``topic`` from the beginning until ``expected`` records arrived (plus ``settle`` seconds
+    to catch extras), or ``timeout``."""
+    consumer = kafka.consumer(
+        settings,
+        f"reader-{uuid.uuid4().hex[:8]}",
+        **{"isolation.level": "read_committed" if read_committed else "read_uncommitted"},
+    )
+    consumer.subscribe([topic])
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline and (settle_until is None or time.monotonic() < settle_until):
+            for m in consumer.consume(1000, 0.2):
+                if m.error() is None:
+                    out.append(m)
+            if settle_until is None and len(out) >= expected:
+                settle_until = time.monotonic() + settle
+    finally:
+        consumer.close()
+    return out
+
+
+def prediction_ids(messages: Sequence[Message]) -> list[str]:
+    return [str(DECODER.decode(m.value())["event_id"]) for m in messages]
+
+
+def dlq_headers(message: Message) -> dict[str, str]:
+    return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in header_list(message.headers())}
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def serve_command(settings: Settings, model_dir: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "driftline",
+        "-b",
+        str(settings.bootstrap_servers),
+        "serve",
+        "--model",
+        str(model_dir),
+        *args,
+    ]
+
+
+def topic_env(settings: Settings) -> dict[str, str]:
+    t = settings.topics
+    return {
+        **os.environ,
+        "DRIFTLINE_TOPICS__EVENTS": t.events,
+        "DRIFTLINE_TOPICS__PREDICTIONS": t.predictions,
+        "DRIFTLINE_TOPICS__DEAD_LETTERS": t.dead_letters,
+        "DRIFTLINE_TOPICS__LABELS": t.labels,
+    }
+
+
+@contextmanager
+def serving(
+    settings: Settings, model_dir: Path, log: Path, *args: str, ready_timeout: float = 60.0
+) -> Iterator[ServeProcess]:
+    """Run `driftline serve` as a separate process; SIGTERM (then SIGKILL) it on the way out."""
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(
+            serve_command(settings, model_dir, *args),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=topic_env(settings),
+        )
+    running = ServeProcess(proc, log)
+    try:
+        wait_for_log(running, "serving ", ready_timeout)
+        yield running
+    finally:
+        stop(proc)
+
+
+def wait_for_log(running: ServeProcess, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in running.output():
+            return
+        if running.proc.poll() is not None:
+            raise AssertionError(f"serve exited with {running.proc.returncode}:\n{running.output()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"serve did not log {text!r} within {timeout}s:\n{running.output()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(10)
