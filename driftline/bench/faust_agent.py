@@ -89,7 +89,7 @@ class Scorer:
     def _encode(
         self, events: list[Any], records: list[dict[str, Any]], scores: list[list[float]], classes: list[int]
     ) -> list[tuple[bytes | None, bytes]]:
-        """The same fields as ``BatchProcessor._encode``; processing time counts from faust's arrival stamp."""
+        """The fields of ``BatchProcessor._encode``; processing time counts from faust's arrival stamp."""
         config = self.predictor.config
         now = time.monotonic()
         encode = self._encoder.encode
@@ -125,6 +125,8 @@ class Run:
         self.within_s = within_s
         self.consumed = 0
         self.pending: list[Awaitable[Any]] = []
+        self.worker_started: float | None = None
+        self.worker_ready: float | None = None
         self.first_in: float | None = None
         self.last_ack: float | None = None
         self.error: BaseException | None = None
@@ -189,8 +191,8 @@ def add_agent(app: faust.App, in_topic: str, out_topic: str, run: Run) -> None:
     app.agent(source, name="driftline-score")(score)
 
 
-async def _serve(app: faust.App, run: Run, timeout_s: float) -> float:
-    """Start a faust worker for ``app``, wait for the run to finish, stop it; return the start-up seconds."""
+async def _serve(app: faust.App, run: Run, timeout_s: float) -> None:
+    """Start a faust worker for ``app``, wait until the run is done, and stop it whatever happened."""
     deadline = time.monotonic() + timeout_s
     worker = faust.Worker(
         app,
@@ -201,28 +203,25 @@ async def _serve(app: faust.App, run: Run, timeout_s: float) -> float:
         stdout=sys.stderr,
         quiet=True,
     )
-    started = time.monotonic()
+    worker.spinner = None  # no terminal escapes in the logs
+    run.worker_started = time.monotonic()
     try:
         try:
             await asyncio.wait_for(worker.start(), timeout=timeout_s)
         except TimeoutError:
             raise TimeoutError(f"faust did not start within {timeout_s:.0f}s") from None
-        startup_s = time.monotonic() - started
-        log.info("faust worker started in %.2fs", startup_s)
-        await _wait_finished(worker, run, deadline - time.monotonic())
+        run.worker_ready = time.monotonic()
+        await _wait_finished(worker, run, deadline - time.monotonic(), timeout_s)
     finally:
         await _stop(worker)
-    if run.first_in is not None:
-        log.info("first event consumed %.2fs after the worker was started", run.first_in - started)
-    return startup_s
 
 
-async def _wait_finished(worker: Any, run: Run, timeout_s: float) -> None:
-    """Return when the run is done; raise if faust stopped (signal or crash) or time ran out first."""
+async def _wait_finished(worker: Any, run: Run, left_s: float, timeout_s: float) -> None:
+    """Return when the run is done; raise if faust stopped first (signal or crash) or time ran out."""
     done = asyncio.ensure_future(run.finished.wait())
     stopped = asyncio.ensure_future(worker.wait_until_stopped())
     try:
-        await asyncio.wait({done, stopped}, timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({done, stopped}, timeout=max(0.0, left_s), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for fut in (done, stopped):
             fut.cancel()
@@ -237,14 +236,19 @@ async def _wait_finished(worker: Any, run: Run, timeout_s: float) -> None:
         raise KeyboardInterrupt("faust was stopped by a signal before the run finished")
     raise TimeoutError(
         f"faust consumed {run.consumed}/{run.n_events} events and got {run.acked()} acknowledgements "
-        f"before the {timeout_s:.0f}s left of the time limit ran out"
+        f"within the {timeout_s:g}s time limit"
     )
 
 
 async def _stop(worker: Any) -> None:
-    """Stop the worker and with it the app (commit, leave the group, flush), bounded."""
+    """Stop the worker and with it the app (commit, leave the group, flush), bounded.
+
+    After SIGINT/SIGTERM faust's worker is already stopping in a task of its own; wait for that one,
+    as ``mode.Worker.stop_and_shutdown`` does, since a second ``stop()`` returns at once.
+    """
+    stopping = worker._signal_stop_future
     try:
-        await asyncio.wait_for(worker.stop(), timeout=STOP_TIMEOUT_S)
+        await asyncio.wait_for(stopping if stopping is not None else worker.stop(), timeout=STOP_TIMEOUT_S)
     except TimeoutError:
         log.error("faust did not stop within %.0fs; its tasks are cancelled", STOP_TIMEOUT_S)
 
@@ -254,8 +258,9 @@ def cleanup_broker(bootstrap_servers: str, app_id: str) -> None:
     client = AdminClient({"bootstrap.servers": bootstrap_servers})
     try:
         topics = [t for t in client.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(app_id)]
-        futures = list(client.delete_topics(topics, operation_timeout=ADMIN_TIMEOUT_S).values()) if topics else []
-        futures += client.delete_consumer_groups([app_id], request_timeout=ADMIN_TIMEOUT_S).values()
+        futures = list(client.delete_consumer_groups([app_id], request_timeout=ADMIN_TIMEOUT_S).values())
+        if topics:
+            futures += client.delete_topics(topics, operation_timeout=ADMIN_TIMEOUT_S).values()
         for future in futures:
             future.result(timeout=ADMIN_TIMEOUT_S)
     except (KafkaException, TimeoutError) as exc:
@@ -291,7 +296,18 @@ def run_faust_agent(
             asyncio.run(_serve(app, run, timeout_s))
         finally:
             cleanup_broker(bootstrap_servers, app_id)
-    assert run.first_in is not None and run.last_ack is not None  # set together with finished
+    return _result(run)
+
+
+def _result(run: Run) -> dict[str, float]:
+    """The measured figures; logs faust's start-up times beside them."""
+    if run.worker_started is None or run.worker_ready is None or run.first_in is None or run.last_ack is None:
+        raise RuntimeError("the run finished without its timestamps")  # unreachable after a clean finish
+    log.info(
+        "faust start-up: worker ready %.2fs, first event consumed %.2fs after Worker.start()",
+        run.worker_ready - run.worker_started,
+        run.first_in - run.worker_started,
+    )
     seconds = run.last_ack - run.first_in
     return {"events": run.consumed, "seconds": seconds, "eps": run.consumed / seconds}
 
@@ -315,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_faust_agent(args.bootstrap_servers, args.in_topic, args.out_topic, args.events,
                                  args.model, args.batch_size, args.within, args.timeout)
     except KeyboardInterrupt:
+        log.warning("interrupted: faust was stopped before the run finished")
         return 130
     print(json.dumps(result), flush=True)
     return 0

@@ -55,6 +55,8 @@ class ServeOptions:
     max_wait_ms: float = 20.0
     exactly_once: bool = False
     delivery_timeout_s: float = 60.0
+    session_timeout_ms: int = 10000
+    """How soon the group notices a dead processor and hands its partitions on (librdkafka: 45 s)."""
     lag_interval_s: float = 1.0
 
 
@@ -142,6 +144,7 @@ class StreamProcessor:
         return kafka.consumer(
             self.settings,
             self.options.group_id,
+            **{"session.timeout.ms": self.options.session_timeout_ms},
             **({"isolation.level": "read_committed"} if self.options.exactly_once else {}),
         )
 
