@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -224,30 +225,23 @@ def models_bootstrap(
     """Train a first model on River's synthetic stream and write it as an artifact."""
     from rich.progress import Progress
 
-    from driftline.models import save_artifact
-    from driftline.streams.synthetic import generate
-    from driftline.trainers import fit_classifier
+    from driftline.trainers import bootstrap_model
 
-    data = generate(generator, count, seed=seed)
     with Progress(transient=True) as progress:
         task = progress.add_task("training", total=epochs)
-        fit = fit_classifier(
-            data.x,
-            data.y,
-            features=data.features,
-            classes=data.classes,
-            name=name or generator,
-            version="1",
-            architecture=architecture,
+        config = bootstrap_model(
+            out,
+            generator,
+            count=count,
+            seed=seed,
             epochs=epochs,
+            architecture=architecture,
+            name=name,
             device=device,
             on_epoch=lambda _e, _l: progress.advance(task),
         )
-    save_artifact(out, fit.config, fit.module)
-    click.echo(
-        f"Wrote {out} ({fit.config.name} v{fit.config.version}, "
-        f"holdout accuracy {fit.config.metrics.get('holdout_accuracy', float('nan')):.3f})."
-    )
+    accuracy = config.metrics.get("holdout_accuracy", float("nan"))
+    click.echo(f"Wrote {out} ({config.name} v{config.version}, holdout accuracy {accuracy:.3f}).")
 
 
 # -- serve -------------------------------------------------------------------------------------
@@ -462,6 +456,150 @@ def tail_cmd(
         max_records=max_records,
         idle_timeout=timeout,
         read_committed=read_committed,
+    )
+
+
+# -- demo / bench ------------------------------------------------------------------------------
+
+
+def _narrator(quiet: bool) -> Callable[[str], None]:
+    """Progress lines on stderr, or nothing when the output is JSON."""
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(f"» {message}", err=True)
+
+    return say
+
+
+def _print_table(title: str, rows: list[tuple[str, str]], as_json: dict[str, Any] | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json is not None:
+        click.echo(json.dumps(as_json, indent=2))
+        return
+    table = Table(title=title, show_header=False)
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+@main.command()
+@click.option("--events", default=20000, show_default=True, help="Events to produce.")
+@click.option("--rate", default=5000.0, show_default=True, help="Events per second.")
+@click.option("--malformed-every", default=500, show_default=True, help="Corrupt every Nth event (0: none).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_obj
+def demo(
+    settings: Settings, events: int, rate: float, malformed_every: int, device: str, as_json: bool
+) -> None:
+    """Run the whole path: local broker, topics, a bootstrap model, `serve`, events, and a summary.
+
+    Uses --bootstrap-servers when given, else a running local broker, else starts one for the run
+    (and stops it after, also on Ctrl-C). Topics are scoped to the run.
+    """
+    from driftline.broker import named_or_local_cluster
+    from driftline.demo import DemoOptions, run_demo
+
+    say = _narrator(quiet=as_json)
+    with named_or_local_cluster(
+        settings.bootstrap_servers, settings.home, settings.cache_dir, say
+    ) as servers:
+        summary = run_demo(
+            settings.model_copy(update={"bootstrap_servers": servers}),
+            DemoOptions(events=events, rate=rate, malformed_every=malformed_every, device=device),
+            say,
+        )
+    _print_table(
+        "Driftline demo",
+        [
+            ("events produced", f"{summary['events']:,}"),
+            ("predictions", f"{summary['predictions']:,}"),
+            ("dead letters", f"{summary['dead_letters']:,}"),
+            ("unaccounted", f"{summary['unaccounted']:,}"),
+            ("throughput", f"{summary['throughput_eps']:,.0f} events/s (at the offered rate)"),
+            ("latency p50 / p99", f"{summary['latency_p50_ms']:.1f} / {summary['latency_p99_ms']:.1f} ms"),
+            ("accuracy vs labels", f"{summary['accuracy']:.3f}"),
+        ],
+        summary if as_json else None,
+    )
+    if summary["unaccounted"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--events", default=100000, show_default=True, help="Events for passthrough and serve.")
+@click.option("--faust-events", default=20000, show_default=True, help="Events for the (slow) faust agent.")
+@click.option("--latency-seconds", default=10.0, show_default=True, help="Length of the latency run.")
+@click.option("--max-batch", default=2000, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Model artifact (default: a freshly trained bootstrap MLP).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.pass_obj
+def bench(
+    settings: Settings,
+    events: int,
+    faust_events: int,
+    latency_seconds: float,
+    max_batch: int,
+    device: str,
+    model_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Measure serve against the passthrough limit and a faust agent, side by side, plus latency.
+
+    Every contender reads the same events from the same broker in its own process; throughput runs
+    from the first event consumed to the last output acknowledged. Latency is measured with events
+    offered at half of serve's saturated rate (prediction produced minus event time).
+    """
+    import tempfile
+
+    from driftline.bench.runner import BenchOptions, run_bench
+    from driftline.broker import named_or_local_cluster
+    from driftline.trainers import bootstrap_model
+
+    say = _narrator(quiet=as_json)
+    opts = BenchOptions(
+        events=events,
+        faust_events=faust_events,
+        latency_seconds=latency_seconds,
+        max_batch=max_batch,
+        device=device,
+    )
+    with (
+        named_or_local_cluster(settings.bootstrap_servers, settings.home, settings.cache_dir, say) as servers,
+        tempfile.TemporaryDirectory(prefix="driftline-bench-model-") as tmp,
+    ):
+        if model_dir is None:
+            say("training the bootstrap model")
+            model_dir = Path(tmp)
+            bootstrap_model(model_dir, device=device)
+        r = run_bench(settings.model_copy(update={"bootstrap_servers": servers}), model_dir, opts, say)
+    verdict = {True: "meets the bar", False: "BELOW the bar"}
+    _print_table(
+        "driftline bench",
+        [
+            ("passthrough limit", f"{r['passthrough_eps']:,.0f} events/s"),
+            ("serve", f"{r['serve_eps']:,.0f} events/s"),
+            ("faust agent", f"{r['faust_eps']:,.0f} events/s"),
+            (
+                "serve / passthrough",
+                f"{r['serve_vs_passthrough']:.2f}  ({verdict[r['serve_vs_passthrough'] >= 0.5]}: 0.5)",
+            ),
+            ("serve / faust", f"{r['serve_vs_faust']:.1f}x  ({verdict[r['serve_vs_faust'] >= 10]}: 10x)"),
+            (
+                "latency p50 / p99",
+                f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms at {r['latency_rate_eps']:,.0f} events/s",
+            ),
+        ],
+        r if as_json else None,
     )
 
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Message
 
 from driftline.config import Settings
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
+from driftline.services import SERVE_READY, Service, service
 from driftline.streams import kafka
 from driftline.streams.processor import header_list
 from driftline.streams.produce import produce_stream
@@ -81,76 +77,8 @@ def dlq_headers(message: Message) -> dict[str, str]:
     return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in header_list(message.headers())}
 
 
-@dataclass
-class ServeProcess:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def serve_command(settings: Settings, model_dir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "driftline",
-        "-b",
-        str(settings.bootstrap_servers),
-        "serve",
-        "--model",
-        str(model_dir),
-        *args,
-    ]
-
-
-def topic_env(settings: Settings) -> dict[str, str]:
-    t = settings.topics
-    return {
-        **os.environ,
-        "DRIFTLINE_TOPICS__EVENTS": t.events,
-        "DRIFTLINE_TOPICS__PREDICTIONS": t.predictions,
-        "DRIFTLINE_TOPICS__DEAD_LETTERS": t.dead_letters,
-        "DRIFTLINE_TOPICS__LABELS": t.labels,
-    }
-
-
 @contextmanager
-def serving(
-    settings: Settings, model_dir: Path, log: Path, *args: str, ready_timeout: float = 60.0
-) -> Iterator[ServeProcess]:
-    """Run `driftline serve` as a separate process; SIGTERM (then SIGKILL) it on the way out."""
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            serve_command(settings, model_dir, *args),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=topic_env(settings),
-        )
-    running = ServeProcess(proc, log)
-    try:
-        wait_for_log(running, "serving ", ready_timeout)
+def serving(settings: Settings, model_dir: Path, log: Path, *args: str) -> Iterator[Service]:
+    """Run `driftline serve` as a separate process until the block ends."""
+    with service(settings, log, "serve", "--model", str(model_dir), *args, ready=SERVE_READY) as running:
         yield running
-    finally:
-        stop(proc)
-
-
-def wait_for_log(running: ServeProcess, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in running.output():
-            return
-        if running.proc.poll() is not None:
-            raise AssertionError(f"serve exited with {running.proc.returncode}:\n{running.output()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"serve did not log {text!r} within {timeout}s:\n{running.output()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait(10)

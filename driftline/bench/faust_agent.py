@@ -324,12 +324,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log faust's own INFO messages too.")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     log.setLevel(logging.INFO)
     try:
-        result = run_faust_agent(args.bootstrap_servers, args.in_topic, args.out_topic, args.events,
-                                 args.model, args.batch_size, args.within, args.timeout)
+        result = run_faust_agent(
+            args.bootstrap_servers,
+            args.in_topic,
+            args.out_topic,
+            args.events,
+            args.model,
+            args.batch_size,
+            args.within,
+            args.timeout,
+        )
     except KeyboardInterrupt:
         log.warning("interrupted: faust was stopped before the run finished")
         return 130

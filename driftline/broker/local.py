@@ -22,8 +22,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -338,3 +339,26 @@ class LocalBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def named_or_local_cluster(
+    bootstrap_servers: str | None, home: Path, cache_dir: Path, log: Callable[[str], None] = lambda _: None
+) -> Iterator[str]:
+    """Yield bootstrap servers: the named cluster, else the running local broker, else a local broker
+    started for the duration of the block (and stopped after it, also on errors and Ctrl-C)."""
+    if bootstrap_servers:
+        yield bootstrap_servers
+        return
+    running = LocalBroker(home, cache_dir).status()
+    if running is not None:
+        yield running.bootstrap_servers
+        return
+    with tempfile.TemporaryDirectory(prefix="driftline-broker-") as tmp:
+        broker = LocalBroker(Path(tmp), cache_dir, log=log)
+        log("Starting a local Kafka broker for this run...")
+        info = broker.start()
+        try:
+            yield info.bootstrap_servers
+        finally:
+            broker.stop()

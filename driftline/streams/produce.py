@@ -72,6 +72,7 @@ def produce_stream(
     malformed_every: int = 0,
     on_progress: Callable[[int], None] | None = None,
     timeout: float = 60.0,
+    chunk_size: int = CHUNK,
 ) -> ProduceReport:
     """Produce every row of ``data`` as an InputEvent (and a Label when ``labels`` is given)."""
     producer = kafka.producer(settings)
@@ -80,7 +81,7 @@ def produce_stream(
     started = time.monotonic()
     malformed = 0
     rows = data.x.tolist()
-    for chunk in chunks(len(rows)):
+    for chunk in chunks(len(rows), chunk_size):
         pacer.wait(chunk.start)
         now_ms = int(time.time() * 1000)
         for i in chunk:

@@ -139,6 +139,11 @@ class StreamProcessor:
         self._producer = self._make_producer()
         self._source = _KafkaSource(self._consumer)
         self._next_lag = 0.0
+        self.handled = 0
+        """Events handled (predicted or dead-lettered) and committed so far."""
+        self.first_arrival: float | None = None
+        self.last_commit: float | None = None
+        """Monotonic times of the first event's arrival and of the latest commit."""
 
     def _make_consumer(self) -> Consumer:
         return kafka.consumer(
@@ -266,6 +271,10 @@ class StreamProcessor:
             )
 
     def _record(self, batch: Batch[Message], result: BatchResult) -> None:
+        self.handled += len(batch)
+        self.last_commit = time.monotonic()
+        if self.first_arrival is None:
+            self.first_arrival = batch.arrivals[0]
         m = self.metrics
         m.events.inc(len(batch))
         m.batch_size.observe(len(batch))

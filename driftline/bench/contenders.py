@@ -1,0 +1,122 @@
+"""Benchmark contenders that run in their own process and print one JSON line.
+
+``passthrough``: the limit. A plain confluent-kafka loop that consumes the same events and produces
+the same number of records of the same size as ``serve`` (a fixed payload the size of a prediction),
+with the same delivery discipline (flush, then commit, per batch) and no decoding or inference.
+
+``serve``: Driftline's :class:`~driftline.streams.serve.StreamProcessor`, as ``driftline serve`` runs it.
+
+Both time from the first event's arrival to the commit after the last event's outputs were
+acknowledged, so process start-up and model loading are not counted.
+
+    python -m driftline.bench.contenders serve -b 127.0.0.1:9092 --in-topic T --out-topic U \\
+        --events 100000 --model ./model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from driftline.config import Settings, Topics, load_settings
+from driftline.schemas import AvroEncoder, builtin_store
+from driftline.streams import kafka
+from driftline.streams.serve import ServeOptions, build_processor
+
+
+def prediction_sized_payload(n_classes: int) -> bytes:
+    """Bytes as long as a typical prediction record, for the passthrough to produce."""
+    encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.Prediction"))
+    return encoder.encode(
+        {
+            "event_id": "run0000-000000001",
+            "event_time": 1_795_000_000_000,
+            "model_name": "agrawal",
+            "model_version": "1",
+            "scores": [0.5] * n_classes,
+            "predicted_class": 0,
+            "processing_ms": 1.0,
+        }
+    )
+
+
+def run_passthrough(settings: Settings, n_events: int, max_batch: int, timeout_s: float) -> dict[str, float]:
+    consumer = kafka.consumer(settings, f"bench-pass-{uuid.uuid4().hex[:8]}")
+    producer = kafka.producer(settings)
+    consumer.subscribe([settings.topics.events])
+    payload, out_topic = prediction_sized_payload(2), settings.topics.predictions
+    seen, first, deadline = 0, None, time.monotonic() + timeout_s
+    try:
+        while seen < n_events and time.monotonic() < deadline:
+            messages = [m for m in consumer.consume(max_batch, 0.1) if m.error() is None]
+            if not messages:
+                continue
+            first = first or time.monotonic()
+            for m in messages:
+                producer.produce(out_topic, payload, m.key())
+            if producer.flush(60) != 0:
+                raise RuntimeError("passthrough: records not acknowledged")
+            consumer.commit(asynchronous=False)
+            seen += len(messages)
+        end = time.monotonic()
+    finally:
+        consumer.close()
+    return _report(seen, n_events, first, end)
+
+
+def run_serve(
+    settings: Settings, n_events: int, model_dir: Path, max_batch: int, timeout_s: float, device: str
+) -> dict[str, float]:
+    options = ServeOptions(group_id=f"bench-serve-{uuid.uuid4().hex[:8]}", max_batch=max_batch)
+    processor = build_processor(settings, model_dir, options, device=device)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while processor.handled < n_events and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        thread.join(60)
+    return _report(processor.handled, n_events, processor.first_arrival, processor.last_commit)
+
+
+def _report(seen: int, wanted: int, first: float | None, end: float | None) -> dict[str, float]:
+    if seen < wanted or first is None or end is None:
+        raise RuntimeError(f"only {seen} of {wanted} events were handled before the timeout")
+    seconds = end - first
+    return {"events": float(seen), "seconds": seconds, "eps": seen / seconds}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("contender", choices=["passthrough", "serve"])
+    parser.add_argument("-b", "--bootstrap-servers", required=True)
+    parser.add_argument("--in-topic", required=True)
+    parser.add_argument("--out-topic", required=True)
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--max-batch", type=int, default=2000)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    topics = Topics(events=args.in_topic, predictions=args.out_topic, dead_letters=f"{args.out_topic}.dlq")
+    settings = load_settings(bootstrap_servers=args.bootstrap_servers).model_copy(update={"topics": topics})
+    if args.contender == "passthrough":
+        report = run_passthrough(settings, args.events, args.max_batch, args.timeout)
+    else:
+        report = run_serve(settings, args.events, args.model, args.max_batch, args.timeout, args.device)
+    json.dump(report, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""``driftline bench``: throughput and latency, measured side by side in one run.
+
+1. Produce ``events`` Agrawal events once to an input topic (same data for every contender).
+2. Each contender runs in its own process, consumes that topic with a fresh group and writes its own
+   output topic: the passthrough limit, ``serve``, and a faust-streaming agent.
+3. ``serve`` runs again as ``driftline serve`` on a fresh topic while events arrive at half its
+   saturated rate; latency is each prediction's broker timestamp (set when ``serve`` produced it)
+   minus its event time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftline.config import Settings, Topics
+from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
+from driftline.services import SERVE_READY, service
+from driftline.streams import kafka
+from driftline.streams.produce import produce_stream
+from driftline.streams.synthetic import generate
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    events: int = 100_000
+    faust_events: int = 20_000
+    latency_seconds: float = 10.0
+    max_batch: int = 2000
+    device: str = "auto"
+    timeout_s: float = 300.0
+
+
+def _topics(run: str, name: str, partitions: int) -> Topics:
+    return Topics(
+        events=f"bench-{run}.{name}.in",
+        predictions=f"bench-{run}.{name}.out",
+        dead_letters=f"bench-{run}.{name}.dlq",
+        labels=f"bench-{run}.{name}.labels",
+        partitions=partitions,
+    )
+
+
+def _contender(args: list[str], timeout_s: float) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout_s + 120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_throughput(
+    settings: Settings, model_dir: Path, opts: BenchOptions, run: str, log: Log
+) -> dict[str, dict[str, float]]:
+    base = settings.model_copy(update={"topics": _topics(run, "tput", settings.topics.partitions)})
+    outs = {name: f"{base.topics.events}.{name}" for name in ("passthrough", "serve", "faust")}
+    kafka.create_topics(base, [base.topics.events, base.topics.dead_letters, *outs.values()])
+    data = generate("agrawal", opts.events, seed=11)
+    encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.InputEvent"))
+    log(f"producing {opts.events:,} events to {base.topics.events}")
+    produce_stream(base, data, encoder, None, run_id=run)
+    common = [
+        "-b",
+        str(base.bootstrap_servers),
+        "--in-topic",
+        base.topics.events,
+        "--timeout",
+        str(opts.timeout_s),
+    ]
+    results = {}
+    log("passthrough (confluent-kafka, no decoding or inference)")
+    results["passthrough"] = _contender(
+        [
+            "driftline.bench.contenders",
+            "passthrough",
+            *common,
+            "--out-topic",
+            outs["passthrough"],
+            "--events",
+            str(opts.events),
+            "--max-batch",
+            str(opts.max_batch),
+        ],
+        opts.timeout_s,
+    )
+    log("serve (Driftline's processor)")
+    results["serve"] = _contender(
+        [
+            "driftline.bench.contenders",
+            "serve",
+            *common,
+            "--out-topic",
+            outs["serve"],
+            "--events",
+            str(opts.events),
+            "--model",
+            str(model_dir),
+            "--max-batch",
+            str(opts.max_batch),
+            "--device",
+            opts.device,
+        ],
+        opts.timeout_s,
+    )
+    n_faust = min(opts.faust_events, opts.events)
+    log(f"faust agent (stream.take batching) on the first {n_faust:,} events")
+    results["faust"] = _contender(
+        [
+            "driftline.bench.faust_agent",
+            "--bootstrap-servers",
+            str(base.bootstrap_servers),
+            "--in-topic",
+            base.topics.events,
+            "--out-topic",
+            outs["faust"],
+            "--events",
+            str(n_faust),
+            "--model",
+            str(model_dir),
+            "--timeout",
+            str(opts.timeout_s),
+        ],
+        opts.timeout_s,
+    )
+    return results
+
+
+def measure_latency(
+    settings: Settings, model_dir: Path, opts: BenchOptions, rate: float, run: str, workdir: Path, log: Log
+) -> dict[str, float]:
+    s = settings.model_copy(update={"topics": _topics(run, "latency", settings.topics.partitions)})
+    kafka.create_topics(s, [s.topics.events, s.topics.predictions, s.topics.dead_letters])
+    count = max(1000, int(rate * opts.latency_seconds))
+    data = generate("agrawal", count, seed=12)
+    encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.InputEvent"))
+    serve_args = ["serve", "--model", str(model_dir), "--device", opts.device, "--group", f"bench-lat-{run}"]
+    with service(s, workdir / "serve-latency.log", *serve_args, ready=SERVE_READY):
+        log(f"latency: {count:,} events at {rate:,.0f}/s (half of serve's saturated rate)")
+        produce_stream(s, data, encoder, None, run_id=run, rate=rate, chunk_size=20)
+        latencies = _prediction_latencies(s, count, opts.timeout_s)
+    p50, p99 = np.percentile(latencies, [50, 99])
+    return {"rate": rate, "events": float(count), "p50_ms": float(p50), "p99_ms": float(p99)}
+
+
+def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -> np.ndarray:
+    decoder = AvroDecoder(builtin_store())
+    consumer = kafka.consumer(settings, f"bench-reader-{uuid.uuid4().hex[:6]}")
+    consumer.subscribe([settings.topics.predictions])
+    latencies: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(latencies) < expected and time.monotonic() < deadline:
+            for m in consumer.consume(2000, 0.2):
+                if m.error() is None:
+                    latencies.append(m.timestamp()[1] - decoder.decode(m.value())["event_time"])
+    finally:
+        consumer.close()
+    if len(latencies) < expected:
+        raise RuntimeError(f"only {len(latencies)} of {expected} predictions arrived")
+    return np.asarray(latencies, dtype=np.float64)
+
+
+def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    tput = measure_throughput(settings, model_dir, opts, run, log)
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
+        latency = measure_latency(settings, model_dir, opts, tput["serve"]["eps"] / 2, run, Path(tmp), log)
+    passthrough, serve, faust = (tput[k]["eps"] for k in ("passthrough", "serve", "faust"))
+    return {
+        "events": opts.events,
+        "faust_events": min(opts.faust_events, opts.events),
+        "passthrough_eps": passthrough,
+        "serve_eps": serve,
+        "faust_eps": faust,
+        "serve_vs_passthrough": serve / passthrough,
+        "serve_vs_faust": serve / faust,
+        "latency_rate_eps": latency["rate"],
+        "p50_ms": latency["p50_ms"],
+        "p99_ms": latency["p99_ms"],
+        "cpus": os.cpu_count(),
+        "max_batch": opts.max_batch,
+    }
