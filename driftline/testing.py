@@ -30,7 +30,8 @@ class ManualClock:
 
 
 class ListSource(Generic[T]):
-    """``consume(n, timeout)`` over a list; an empty answer advances ``clock`` by ``timeout``."""
+    """``consume(n, timeout)`` over a list, timed like a Kafka consumer's: a call that cannot return
+    ``n`` items waits out its whole ``timeout`` (on ``clock``) and returns what there is."""
 
     def __init__(self, items: Sequence[T], clock: ManualClock | None = None) -> None:
         self._items = list(items)
@@ -38,7 +39,7 @@ class ListSource(Generic[T]):
 
     def consume(self, num_messages: int, timeout: float) -> list[T]:
         taken, self._items = self._items[:num_messages], self._items[num_messages:]
-        if not taken and self._clock is not None:
+        if len(taken) < num_messages and self._clock is not None:
             self._clock.advance(timeout)
         return taken
 

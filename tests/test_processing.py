@@ -156,3 +156,12 @@ def test_every_architecture_round_trips_through_an_artifact(architecture: str, t
 def test_artifacts_never_need_pickle(tmp_path: Path) -> None:
     save_artifact(tmp_path, CONFIG, build_module(CONFIG))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_the_latency_budget_starts_at_the_first_event_not_at_the_call() -> None:
+    """A source that holds back a full batch must not hold back the first event past the budget."""
+    clock = ManualClock()
+    source = ListSource([1, 2, 3], clock)  # far fewer than max_size are available
+    batch = MicroBatcher(max_size=1000, max_wait=0.02, clock=clock).collect(source, idle_timeout=5.0)
+    assert len(batch) == 3
+    assert clock() == pytest.approx(0.02)  # events waiting since t=0 leave at the budget, not at idle_timeout

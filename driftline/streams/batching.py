@@ -73,7 +73,9 @@ class MicroBatcher:
         handle and empty it (see :class:`driftline.streams.serve.StreamProcessor`).
         """
         if not batch:
-            first = source.consume(self.max_size, idle_timeout)
+            # A consumer's consume(n, timeout) blocks until it has n messages or the timeout passes,
+            # so wait for one event only: the latency budget starts when it arrives.
+            first = source.consume(1, idle_timeout)
             if not first:
                 return
             batch.extend(first, self._clock())
