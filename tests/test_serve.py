@@ -212,3 +212,25 @@ def prediction_ids_confluent(messages: list[Message], client: SchemaRegistryClie
     decoder = AvroDecoder(STORE, RegistryResolver(client))
     assert all((m.value() or b"")[:1] == b"\x00" for m in messages)  # predictions use the registry too
     return [decoder.decode(m.value())["event_id"] for m in messages]
+
+
+def test_a_rebalance_mid_stream_neither_loses_nor_repeats(
+    settings: Settings, model_dir: Path, tmp_path: Path
+) -> None:
+    """A second processor joins the group while events flow: the in-flight batch is finished and
+    committed before the partitions move, so every event has exactly one prediction."""
+    count = 12000
+    args = ["--group", "g-scale", "--max-batch", "300", "--max-wait-ms", "10"]
+    producer = _produce_in_background(settings, count, rate=4000, run_id="scale")
+    try:
+        with serving(settings, model_dir, tmp_path / "a.log", *args, "--instance-id", "a"):
+            assert len(read_topic(settings, settings.topics.predictions, expected=1000, settle=0)) >= 1000
+            with serving(settings, model_dir, tmp_path / "b.log", *args, "--instance-id", "b") as second:
+                producer.join(60)
+                predictions = read_topic(settings, settings.topics.predictions, expected=count, timeout=90)
+                assert "serving" in second.output()
+    finally:
+        producer.join(60)
+    got = Counter(prediction_ids(predictions))
+    assert set(got) == {f"scale-{i:09d}" for i in range(count)}
+    assert max(got.values()) == 1
