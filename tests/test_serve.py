@@ -14,6 +14,7 @@ from confluent_kafka import Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client import generate_latest
 
 from driftline.config import Settings
 from driftline.schemas import AvroDecoder, AvroEncoder, AvroSchema, RegistryResolver
@@ -206,6 +207,11 @@ def test_confluent_framing_through_a_schema_registry(settings: Settings, model_d
         thread.join(30)
     assert not thread.is_alive()
     assert sorted(prediction_ids_confluent(predictions, client)) == sorted(f"c-{i}" for i in range(50))
+    exposed = generate_latest(processor.metrics.registry).decode()
+    assert "driftline_events_consumed_total 50.0" in exposed
+    assert "driftline_predictions_produced_total 50.0" in exposed
+    assert 'driftline_model_info{model="agrawal",version="1"} 1.0' in exposed
+    assert "driftline_end_to_end_latency_seconds_count 50" in exposed
 
 
 def prediction_ids_confluent(messages: list[Message], client: SchemaRegistryClient) -> list[str]:
