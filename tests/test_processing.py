@@ -10,7 +10,7 @@ import pytest
 
 from driftline.models import ModelConfig, TorchPredictor, build_module, load_artifact, save_artifact
 from driftline.models.architectures import ARCHITECTURES
-from driftline.schemas import AvroDecoder, AvroEncoder, AvroSchema, builtin_store
+from driftline.schemas import AvroDecoder, AvroEncoder, AvroSchema, builtin_store, load_schema
 from driftline.streams.batching import MicroBatcher
 from driftline.streams.features import FeatureExtractor
 from driftline.streams.processor import BatchProcessor
@@ -53,17 +53,17 @@ def test_every_event_lands_in_exactly_one_output() -> None:
     result = core().process(messages, arrivals=[0.0] * len(messages))
     dead = sorted(d.message.offset() or 0 for d in result.dead_letters)
     decoder = AvroDecoder(STORE)
-    predicted = sorted(int(decoder.decode(o.value)["event_id"][1:]) for o in result.outputs)
+    predicted = sorted(int(decoder.decode(v)["event_id"][1:]) for v in result.values)
     assert sorted(dead + predicted) == list(range(300))
     assert {d.reason for d in result.dead_letters} == {"undecodable", "non-finite", "wrong-length"}
-    assert len(result.event_times_ms) == len(result.outputs)
+    assert len(result.event_times_ms) == len(result.values) == len(result.keys)
 
 
 def test_predictions_carry_identity_scores_and_the_input_key() -> None:
     result = core().process([event(1, [0.1, 0.2, 0.3])], arrivals=[0.0])
-    (out,) = result.outputs
-    p = AvroDecoder(STORE).decode(out.value)
-    assert out.key == b"e1"
+    (value,) = result.values
+    p = AvroDecoder(STORE).decode(value)
+    assert result.keys == [b"e1"]
     assert (p["event_id"], p["event_time"], p["model_name"], p["model_version"]) == ("e1", 1001, "m", "7")
     assert p["predicted_class"] == int(np.argmax(p["scores"]))
     assert math.isclose(sum(p["scores"]), 1.0, rel_tol=1e-5)
@@ -94,7 +94,7 @@ def test_user_records_with_named_fields_are_accepted() -> None:
     result = proc.process(
         [FakeMessage(value, _topic="orders", _partition=3, _offset=9, _timestamp_ms=77)], [0.0]
     )
-    p = AvroDecoder(store).decode(result.outputs[0].value)
+    p = AvroDecoder(store).decode(result.values[0])
     assert (p["event_id"], p["event_time"]) == ("orders/3/9", 77)  # no id/time fields: Kafka's own
 
 
@@ -165,3 +165,49 @@ def test_the_latency_budget_starts_at_the_first_event_not_at_the_call() -> None:
     batch = MicroBatcher(max_size=1000, max_wait=0.02, clock=clock).collect(source, idle_timeout=5.0)
     assert len(batch) == 3
     assert clock() == pytest.approx(0.02)  # events waiting since t=0 leave at the budget, not at idle_timeout
+
+
+def test_fast_and_general_paths_mix_in_input_order() -> None:
+    """InputEvents v1/v2 (columnar path), user records and bad events (fastavro path), interleaved,
+    come out in input order."""
+    user = AvroSchema.from_dict(
+        {
+            "type": "record",
+            "name": "Reading",
+            "namespace": "plant",
+            "fields": [
+                {"name": "event_id", "type": "string"},
+                {"name": "event_time", "type": "long"},
+                {"name": "a", "type": "float"},
+                {"name": "b", "type": "float"},
+                {"name": "c", "type": "double"},
+            ],
+        }
+    )
+    store = builtin_store()
+    store.add(user)
+    v1, named = AvroEncoder.single_object(load_schema("input_event.v1.avsc")), AvroEncoder.single_object(user)
+    messages = []
+    for i in range(80):
+        record = {"event_id": f"e{i}", "event_time": 1000 + i}
+        if i % 4 == 0:
+            messages.append(event(i, [float(i)] * 3))
+            continue
+        if i % 4 == 1:
+            value = v1.encode({**record, "features": [float(i)] * 3})
+        elif i % 4 == 2:
+            value = named.encode({**record, "a": 1.0, "b": 2.0, "c": 3.0})
+        else:
+            value = b"\x00\x00\x00\x00\x09confluent-without-registry"
+        messages.append(FakeMessage(value, f"e{i}".encode(), _offset=i))
+    proc = BatchProcessor(
+        AvroDecoder(store),
+        TorchPredictor(CONFIG, build_module(CONFIG), "cpu"),
+        AvroEncoder.single_object(store.latest("io.driftline.Prediction")),
+    )
+    result = proc.process(messages, arrivals=[0.0] * 80)
+    ids = [AvroDecoder(store).decode(v)["event_id"] for v in result.values]
+    assert ids == [f"e{i}" for i in range(80) if i % 4 != 3]
+    assert result.keys == [i.encode() for i in ids]
+    assert result.event_times_ms.tolist() == [1000 + i for i in range(80) if i % 4 != 3]
+    assert [d.message.offset() for d in result.dead_letters] == [i for i in range(80) if i % 4 == 3]

@@ -4,9 +4,9 @@ It measures how fast a plain faust app scores a topic of Driftline events: one a
 topic from the beginning with its own fresh consumer group, takes batches with
 ``stream.take_events(batch_size, within=within_s)`` (the variant of ``stream.take`` that yields the
 events, so the outputs keep the input key exactly like :class:`~driftline.streams.processor.BatchProcessor`),
-decodes each value with :class:`~driftline.schemas.wire.AvroDecoder`, builds the float32 matrix with
-:class:`~driftline.streams.features.FeatureExtractor`, runs ``TorchPredictor.predict_batch`` once per batch,
-Avro-encodes one ``io.driftline.Prediction`` per event and ``await``\\ s ``topic.send()`` for each.
+runs each batch through :class:`~driftline.streams.processor.BatchProcessor` (the same decode,
+``TorchPredictor.predict_batch`` and encode that ``serve`` runs, so only the framework differs) and
+``await``\\ s ``topic.send()`` for each prediction.
 
 The clock starts when faust's consumer received the first event (``event.message.time_in``, stamped by
 faust's own monitor) and stops when the broker has acknowledged the last of the ``n_events`` outputs.
@@ -34,16 +34,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from driftline.errors import DecodeError
 from driftline.models.runtime import TorchPredictor
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
-from driftline.streams.features import FeatureExtractor
+from driftline.streams.processor import BatchProcessor, Headers
 
 log = logging.getLogger("driftline.bench.faust")
 
@@ -53,66 +52,54 @@ ADMIN_TIMEOUT_S = 10.0
 """Longest wait for each metadata or clean-up request to the broker."""
 
 
+class _FaustMessage:
+    """A faust event's message seen through the :class:`SourceMessage` protocol."""
+
+    __slots__ = ("_m",)
+
+    def __init__(self, message: Any) -> None:
+        self._m = message
+
+    def value(self) -> bytes | None:
+        return cast(bytes | None, self._m.value)
+
+    def key(self) -> bytes | None:
+        return cast(bytes | None, self._m.key)
+
+    def topic(self) -> str | None:
+        return cast(str, self._m.topic)
+
+    def partition(self) -> int | None:
+        return cast(int, self._m.partition)
+
+    def offset(self) -> int | None:
+        return cast(int, self._m.offset)
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, int(self._m.timestamp * 1000))
+
+    def headers(self) -> Headers | None:
+        return cast(Headers | None, self._m.headers)
+
+
 class Scorer:
-    """Driftline's batch pipeline by hand: values in, ``(key, prediction bytes)`` out."""
+    """Exactly the work ``serve`` does per batch (:class:`BatchProcessor`), so only the framework differs."""
 
     def __init__(self, model_dir: Path) -> None:
         store = builtin_store()
         self.predictor = TorchPredictor.from_artifact(model_dir)
         self.predictor.warm_up()
-        self._decoder = AvroDecoder(store)
-        self._encoder = AvroEncoder.single_object(store.latest("io.driftline.Prediction"))
-        self._features = FeatureExtractor(self.predictor.config.features)
+        encoder = AvroEncoder.single_object(store.latest("io.driftline.Prediction"))
+        self._core = BatchProcessor(AvroDecoder(store), self.predictor, encoder)
 
     def score(self, events: Sequence[Any]) -> list[tuple[bytes | None, bytes]]:
-        """One output per usable event; undecodable or unusable events are skipped (and logged)."""
-        kept, records = self._decode(events)
-        matrix, rejected = self._features.extract(records)
-        if rejected:
-            log.warning("skipping %d events without usable features", len(rejected))
-            kept = [e for j, e in enumerate(kept) if j not in rejected]
-            records = [r for j, r in enumerate(records) if j not in rejected]
-        scores = self.predictor.predict_batch(matrix)
-        return self._encode(kept, records, scores.tolist(), scores.argmax(axis=1).tolist())
-
-    def _decode(self, events: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
-        kept: list[Any] = []
-        records: list[dict[str, Any]] = []
-        for event in events:
-            try:
-                records.append(self._decoder.decode(event.value))
-                kept.append(event)
-            except DecodeError as exc:
-                log.warning("skipping an undecodable event: %s", exc)
-        return kept, records
-
-    def _encode(
-        self, events: list[Any], records: list[dict[str, Any]], scores: list[list[float]], classes: list[int]
-    ) -> list[tuple[bytes | None, bytes]]:
-        """The fields of ``BatchProcessor._encode``; processing time counts from faust's arrival stamp."""
-        config = self.predictor.config
+        """One output per usable event; unusable events are skipped (and logged)."""
         now = time.monotonic()
-        encode = self._encoder.encode
-        outputs: list[tuple[bytes | None, bytes]] = []
-        for n, (event, record) in enumerate(zip(events, records, strict=True)):
-            message = event.message
-            event_time = record.get("event_time")
-            if not isinstance(event_time, int):
-                event_time = int(message.timestamp * 1000)
-            event_id = record.get("event_id") or f"{message.topic}/{message.partition}/{message.offset}"
-            value = encode(
-                {
-                    "event_id": str(event_id),
-                    "event_time": event_time,
-                    "model_name": config.name,
-                    "model_version": config.version,
-                    "scores": scores[n],
-                    "predicted_class": classes[n],
-                    "processing_ms": (now - (message.time_in or now)) * 1000.0,
-                }
-            )
-            outputs.append((message.key, value))
-        return outputs
+        arrivals = [e.message.time_in or now for e in events]
+        result = self._core.process([_FaustMessage(e.message) for e in events], arrivals)
+        if result.dead_letters:
+            log.warning("skipping %d unusable events", len(result.dead_letters))
+        return list(zip(result.keys, result.values, strict=True))
 
 
 class Run:

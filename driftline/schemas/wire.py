@@ -235,8 +235,9 @@ class AvroEncoder:
 
     def __init__(self, schema: AvroSchema, header: bytes) -> None:
         self.schema = schema
+        self.header = header
+        """The framing prefix written before each Avro body."""
         self._parsed = schema.parsed
-        self._header = header
 
     @classmethod
     def single_object(cls, schema: AvroSchema) -> AvroEncoder:
@@ -255,6 +256,6 @@ class AvroEncoder:
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         out = io.BytesIO()
-        out.write(self._header)
+        out.write(self.header)
         schemaless_writer(out, self._parsed, record)
         return out.getvalue()

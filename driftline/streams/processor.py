@@ -4,6 +4,12 @@ No Kafka here: the input is anything shaped like ``confluent_kafka.Message`` and
 records for the I/O shell (:mod:`driftline.streams.serve`) to produce. Every input event ends up in
 exactly one of the two outputs.
 
+Work is per batch. Driftline's own ``InputEvent`` in single-object framing (the common case) is read
+for the whole batch at once by :func:`~driftline.schemas.columnar.decode_input_events`; every other
+event (user record schemas, Confluent framing, anything malformed) goes through fastavro one by one,
+which also names what is wrong with a bad event. Predictions are written for the whole batch at once
+by :func:`~driftline.schemas.columnar.encode_predictions`.
+
 >>> from driftline.testing import FakeMessage
 >>> from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 >>> from driftline.models import ModelConfig, TorchPredictor, build_module
@@ -14,7 +20,7 @@ exactly one of the two outputs.
 >>> good = AvroEncoder.single_object(store.latest("io.driftline.InputEvent")).encode(
 ...     {"event_id": "e1", "event_time": 0, "features": [1.0, 2.0], "source": None})
 >>> result = core.process([FakeMessage(good), FakeMessage(b"junk", _offset=1)], arrivals=[0.0, 0.0])
->>> len(result.outputs), [(d.message.offset(), d.reason) for d in result.dead_letters]
+>>> len(result.values), [(d.message.offset(), d.reason) for d in result.dead_letters]
 (1, [(1, 'undecodable')])
 """
 
@@ -28,9 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from driftline.errors import DecodeError
+from driftline.errors import DecodeError, SchemaError
 from driftline.models.runtime import Predictor
-from driftline.schemas.wire import AvroDecoder, AvroEncoder
+from driftline.schemas.columnar import decode_input_events, encode_predictions
+from driftline.schemas.wire import AvroDecoder, AvroEncoder, load_schema
 from driftline.streams.features import FeatureExtractor
 
 Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
@@ -57,14 +64,6 @@ class SourceMessage(Protocol):
 
 
 @dataclass(frozen=True)
-class Output:
-    """One record to produce."""
-
-    key: bytes | None
-    value: bytes
-
-
-@dataclass(frozen=True)
 class DeadLetter:
     """An event that could not be handled, with why."""
 
@@ -75,16 +74,33 @@ class DeadLetter:
 
 @dataclass
 class BatchResult:
-    outputs: list[Output] = field(default_factory=list)
+    """Predictions (as ``keys[i]``, ``values[i]`` pairs, in input order) and dead letters of one batch."""
+
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     event_times_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    """Event time of each output, for end-to-end latency metrics."""
+    """Event time of each prediction, for end-to-end latency metrics."""
     inference_seconds: float = 0.0
+
+
+@dataclass
+class _Rows:
+    """Decoded, valid rows of a batch: where they were and what the model needs of them."""
+
+    rows: npt.NDArray[np.int64]
+    event_ids: list[bytes]
+    event_times: npt.NDArray[np.int64]
+    features: npt.NDArray[np.float32]
 
 
 def fallback_event_id(message: SourceMessage) -> str:
     """An id for events whose schema has none: their position in Kafka."""
     return f"{message.topic()}/{message.partition()}/{message.offset()}"
+
+
+_INPUT_VERSIONS = {"input_event.v1.avsc": False, "input_event.avsc": True}
+"""Driftline's InputEvent versions the columnar reader handles, and whether each has ``source``."""
 
 
 class BatchProcessor:
@@ -97,9 +113,14 @@ class BatchProcessor:
         encoder: AvroEncoder,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if encoder.schema.fingerprint != load_schema("prediction.avsc").fingerprint:
+            raise SchemaError("Predictions are written with Driftline's io.driftline.Prediction schema.")
         self._decoder = decoder
-        self._encoder = encoder
+        self._header = encoder.header
         self._clock = clock
+        self._fingerprints = {
+            load_schema(f).fingerprint: has_source for f, has_source in _INPUT_VERSIONS.items()
+        }
         self.predictor = predictor
 
     @property
@@ -114,56 +135,69 @@ class BatchProcessor:
 
     def process(self, messages: Sequence[SourceMessage], arrivals: Sequence[float]) -> BatchResult:
         result = BatchResult()
-        decoded: list[dict[str, Any]] = []
-        positions: list[int] = []
-        for i, message in enumerate(messages):
-            try:
-                decoded.append(self._decoder.decode(message.value()))
-                positions.append(i)
-            except DecodeError as exc:
-                result.dead_letters.append(DeadLetter(message, exc.reason, exc.detail))
-        matrix, rejected = self._features.extract(decoded)
-        for j, (reason, detail) in rejected.items():
-            result.dead_letters.append(DeadLetter(messages[positions[j]], reason, detail))
-        kept = [positions[j] for j in range(len(decoded)) if j not in rejected]
-        records = [decoded[j] for j in range(len(decoded)) if j not in rejected]
+        rows = self._decode(messages, result.dead_letters)
         started = self._clock()
-        scores = self._predictor.predict_batch(matrix)
+        scores = self._predictor.predict_batch(rows.features)
         result.inference_seconds = self._clock() - started
-        result.outputs, result.event_times_ms = self._encode(messages, kept, records, scores, arrivals)
+        waited = self._clock() - np.asarray(arrivals, dtype=np.float64)[rows.rows]
+        config = self._predictor.config
+        result.values = encode_predictions(
+            self._header,
+            rows.event_ids,
+            rows.event_times,
+            config.name,
+            config.version,
+            scores,
+            (waited * 1000.0).astype(np.float32),
+        )
+        result.keys = [messages[i].key() for i in rows.rows.tolist()]
+        result.event_times_ms = rows.event_times
         return result
 
-    def _encode(
-        self,
-        messages: Sequence[SourceMessage],
-        kept: list[int],
-        records: list[dict[str, Any]],
-        scores: npt.NDArray[np.float32],
-        arrivals: Sequence[float],
-    ) -> tuple[list[Output], npt.NDArray[np.int64]]:
-        config = self._predictor.config
-        classes = scores.argmax(axis=1).tolist() if len(scores) else []
-        score_rows = scores.tolist()
-        now = self._clock()
-        encode = self._encoder.encode
-        outputs: list[Output] = []
-        times: list[int] = []
-        for n, i in enumerate(kept):
-            message, record = messages[i], records[n]
+    def _decode(self, messages: Sequence[SourceMessage], dead: list[DeadLetter]) -> _Rows:
+        payloads = [m.value() or b"" for m in messages]
+        fast = decode_input_events(payloads, self._fingerprints, len(self._features.feature_names))
+        finite = np.asarray(np.isfinite(fast.features).all(axis=1), dtype=np.bool_)
+        for i in fast.rows[~finite].tolist():
+            dead.append(DeadLetter(messages[i], "non-finite", "a feature value is NaN or infinite"))
+        slow_rows = np.setdiff1d(np.arange(len(messages), dtype=np.int64), fast.rows, assume_unique=True)
+        slow = self._decode_one_by_one(messages, slow_rows.tolist(), dead)
+        rows = np.concatenate([fast.rows[finite], slow.rows])
+        order = np.argsort(rows, kind="stable")  # input order, so per-key order holds
+        kept_fast: list[bool] = finite.tolist()
+        ids = [*(b for b, ok in zip(fast.event_ids, kept_fast, strict=True) if ok), *slow.event_ids]
+        return _Rows(
+            rows=rows[order],
+            event_ids=[ids[k] for k in order.tolist()],
+            event_times=np.concatenate([fast.event_times[finite], slow.event_times])[order],
+            features=np.concatenate([fast.features[finite], slow.features])[order],
+        )
+
+    def _decode_one_by_one(
+        self, messages: Sequence[SourceMessage], rows: list[int], dead: list[DeadLetter]
+    ) -> _Rows:
+        """The general path: fastavro per event, any known schema, a precise reason for every failure."""
+        positions: list[int] = []
+        records: list[dict[str, Any]] = []
+        for i in rows:
+            try:
+                records.append(self._decoder.decode(messages[i].value()))
+                positions.append(i)
+            except DecodeError as exc:
+                dead.append(DeadLetter(messages[i], exc.reason, exc.detail))
+        matrix, rejected = self._features.extract(records)
+        for j, (reason, detail) in rejected.items():
+            dead.append(DeadLetter(messages[positions[j]], reason, detail))
+        kept = [j for j in range(len(records)) if j not in rejected]
+        ids, times = [], []
+        for j in kept:
+            message, record = messages[positions[j]], records[j]
+            ids.append(str(record.get("event_id") or fallback_event_id(message)).encode())
             event_time = record.get("event_time")
-            if not isinstance(event_time, int):
-                event_time = message.timestamp()[1]
-            times.append(event_time)
-            value = encode(
-                {
-                    "event_id": str(record.get("event_id") or fallback_event_id(message)),
-                    "event_time": event_time,
-                    "model_name": config.name,
-                    "model_version": config.version,
-                    "scores": score_rows[n],
-                    "predicted_class": classes[n],
-                    "processing_ms": (now - arrivals[i]) * 1000.0,
-                }
-            )
-            outputs.append(Output(message.key(), value))
-        return outputs, np.asarray(times, dtype=np.int64)
+            times.append(event_time if isinstance(event_time, int) else message.timestamp()[1])
+        return _Rows(
+            np.asarray([positions[j] for j in kept], dtype=np.int64),
+            ids,
+            np.asarray(times, dtype=np.int64),
+            matrix,
+        )

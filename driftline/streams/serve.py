@@ -249,12 +249,12 @@ class StreamProcessor:
     def _produce(self, result: BatchResult) -> None:
         produce = self._producer.produce
         topic = self.settings.topics.predictions
-        for out in result.outputs:
+        for key, value in zip(result.keys, result.values, strict=True):
             try:
-                produce(topic, out.value, out.key)
+                produce(topic, value, key)
             except BufferError:
                 self._producer.poll(0.05)
-                produce(topic, out.value, out.key)
+                produce(topic, value, key)
         dlq = self.settings.topics.dead_letters
         for dead in result.dead_letters:
             m = dead.message
@@ -278,7 +278,7 @@ class StreamProcessor:
         m = self.metrics
         m.events.inc(len(batch))
         m.batch_size.observe(len(batch))
-        m.predictions.inc(len(result.outputs))
+        m.predictions.inc(len(result.values))
         m.inference_seconds.observe(result.inference_seconds)
         for dead in result.dead_letters:
             m.dead_letters.labels(dead.reason).inc()
