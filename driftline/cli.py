@@ -282,6 +282,12 @@ def models_bootstrap(
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
 @click.option(
+    "--torch-threads",
+    default=1,
+    show_default=True,
+    help="PyTorch CPU threads (1 suits small models; raise it for large ones on many cores).",
+)
+@click.option(
     "--schema",
     "schemas",
     multiple=True,
@@ -299,6 +305,7 @@ def serve(
     exactly_once: bool,
     device: str,
     metrics_port: int,
+    torch_threads: int,
     schemas: tuple[Path, ...],
 ) -> None:
     """Consume events, predict in micro-batches, publish one prediction per event.
@@ -321,7 +328,15 @@ def serve(
         exactly_once=exactly_once,
     )
     metrics = ServeMetrics()
-    processor = build_processor(settings, model_dir, options, device=device, schemas=schemas, metrics=metrics)
+    processor = build_processor(
+        settings,
+        model_dir,
+        options,
+        device=device,
+        torch_threads=torch_threads,
+        schemas=schemas,
+        metrics=metrics,
+    )
     metrics.serve_http(metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

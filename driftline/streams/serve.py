@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import torch
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.config import Settings
@@ -139,6 +140,9 @@ class StreamProcessor:
         self._producer = self._make_producer()
         self._source = _KafkaSource(self._consumer)
         self._next_lag = 0.0
+        self._on_ready: Callable[[], None] | None = None
+        self._uncertain: dict[tuple[str, int], TopicPartition] = {}
+        """Positions committed without waiting for the broker's answer."""
         self.handled = 0
         """Events handled (predicted or dead-lettered) and committed so far."""
         self.first_arrival: float | None = None
@@ -176,11 +180,13 @@ class StreamProcessor:
         self.metrics.set_model(config.name, config.version)
         if self.options.exactly_once:
             self._producer.init_transactions(self.options.delivery_timeout_s)
+        self._on_ready = on_ready
         self._consumer.subscribe(
-            [self.settings.topics.events], on_revoke=self._on_revoke, on_lost=self._on_lost
+            [self.settings.topics.events],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
-        if on_ready is not None:
-            on_ready()
         try:
             while not stop.is_set():
                 self._batcher.fill(self._source, self._pending, idle_timeout=0.1)
@@ -188,7 +194,8 @@ class StreamProcessor:
                     self._handle(self._pending.take())
                 self._report_lag()
             if self._pending:
-                self._handle(self._pending.take())
+                self._handle(self._pending.take(), final=True)
+            self._settle_commits()
         finally:
             self._close()
 
@@ -198,10 +205,23 @@ class StreamProcessor:
         finally:
             self._producer.flush(self.options.delivery_timeout_s)
 
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The first assignment means the group has let us in: we are serving."""
+        if self._on_ready is not None:
+            self._on_ready()
+            self._on_ready = None
+
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._pending:
             log.info("rebalance: finishing the in-flight batch of %d events", len(self._pending))
-            self._handle(self._pending.take())
+            self._handle(self._pending.take(), final=True)
+        self._settle_commits()
+
+    def _settle_commits(self) -> None:
+        """Commit the latest handled positions and wait for the answer (before partitions go)."""
+        if self._uncertain and not self.options.exactly_once:
+            self._consumer.commit(offsets=list(self._uncertain.values()), asynchronous=False)
+        self._uncertain.clear()
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._pending:
@@ -213,7 +233,10 @@ class StreamProcessor:
 
     # -- one batch ------------------------------------------------------------------------------
 
-    def _handle(self, batch: Batch[Message]) -> None:
+    def _handle(self, batch: Batch[Message], final: bool = False) -> None:
+        """Process, produce, confirm delivery, commit. ``final``: wait for the commit too (the
+        partitions are about to go); otherwise the commit is sent without waiting for its answer,
+        which is safe because it is only sent after every output of the batch was acknowledged."""
         result = self.core.process(batch.messages, batch.arrivals)
         ranges = offset_ranges(batch.messages)
         offsets = commit_positions(ranges)
@@ -223,7 +246,12 @@ class StreamProcessor:
         else:
             self._produce(result)
             self._await_delivery()
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if final:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            for tp in offsets:  # an asynchronous commit is settled by _settle_commits
+                self._uncertain[(tp.topic, tp.partition)] = tp
         self._record(batch, result)
 
     def _transact(self, result: BatchResult, offsets: list[TopicPartition], ranges: OffsetRanges) -> bool:
@@ -306,11 +334,17 @@ def build_processor(
     options: ServeOptions,
     *,
     device: str = "auto",
+    torch_threads: int = 1,
     schemas: Sequence[Path] = (),
     registry: RegistryResolver | None = None,
     metrics: ServeMetrics | None = None,
 ) -> StreamProcessor:
-    """Wire a processor from configuration: schemas, registry, model (warmed up), codecs."""
+    """Wire a processor from configuration: schemas, registry, model (warmed up), codecs.
+
+    ``torch_threads`` bounds PyTorch's CPU threads. One is the right default for the small models of a
+    stream processor: more threads spin between batches and take CPU from the Kafka client.
+    """
+    torch.set_num_threads(torch_threads)
     store = builtin_store()
     store.add_files(schemas)
     if registry is None:
