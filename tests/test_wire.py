@@ -125,3 +125,19 @@ def test_invalid_schemas_are_refused_clearly() -> None:
         AvroSchema.from_json("{")
     with pytest.raises(SchemaError, match="named Avro records"):
         AvroSchema.from_dict({"type": "array", "items": "int"})
+
+
+def test_stamped_templates_equal_records_encoded_at_that_time() -> None:
+    from driftline.streams.produce import avro_long, stamp_template
+
+    for name, extra in (
+        ("io.driftline.InputEvent", {"features": [1.0], "source": "x"}),
+        ("io.driftline.Label", {"label": 1}),
+    ):
+        encoder = AvroEncoder.single_object(STORE.latest(name))
+        for event_id in ("", "e", "é" * 70):
+            before, after = stamp_template(encoder, {"event_id": event_id, "event_time": 0, **extra})
+            for ms in (0, 1, -5, 1_795_000_000_000, 2**62):
+                assert before + avro_long(ms) + after == encoder.encode(
+                    {"event_id": event_id, "event_time": ms, **extra}
+                )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -56,6 +57,33 @@ class Pacer:
                 self._sleep(ahead)
 
 
+def avro_long(value: int) -> bytes:
+    """Avro's zigzag varint encoding of a long.
+
+    >>> avro_long(0), avro_long(-1), avro_long(64)
+    (b'\\x00', b'\\x01', b'\\x80\\x01')
+    """
+    raw = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while raw > 0x7F:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+    return bytes(out)
+
+
+def stamp_template(encoder: AvroEncoder, record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Encode a record whose first two fields are ``event_id`` (string) and ``event_time`` (long, here 0),
+    and split it around the event time so that ``before + avro_long(ms) + after`` is the record at ``ms``.
+    """
+    encoded = encoder.encode(record)
+    id_bytes = record["event_id"].encode()
+    at = len(encoder.header) + len(avro_long(len(id_bytes))) + len(id_bytes)
+    if encoder.schema.field_names[:2] != ["event_id", "event_time"] or encoded[at] != 0:
+        raise ValueError("stamp_template needs event_id then event_time (0) as the first two fields")
+    return encoded[:at], encoded[at + 1 :]
+
+
 def chunks(n: int, size: int = CHUNK) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(n, start + size))
@@ -77,25 +105,37 @@ def produce_stream(
     """Produce every row of ``data`` as an InputEvent (and a Label when ``labels`` is given)."""
     producer = kafka.producer(settings)
     topics = settings.topics
+    ids = [event_id(run_id, i) for i in range(len(data.y))]
+    rows = data.x.tolist()
+    # Encode everything up front with a blank event time, so the paced loop only stamps and sends.
+    event_parts = [
+        stamp_template(events, {"event_id": eid, "event_time": 0, "features": row, "source": run_id})
+        for eid, row in zip(ids, rows, strict=True)
+    ]
+    label_parts = (
+        [
+            stamp_template(labels, {"event_id": eid, "event_time": 0, "label": label})
+            for eid, label in zip(ids, data.y.tolist(), strict=True)
+        ]
+        if labels is not None
+        else []
+    )
     pacer = Pacer(rate)
     started = time.monotonic()
     malformed = 0
-    rows = data.x.tolist()
     for chunk in chunks(len(rows), chunk_size):
         pacer.wait(chunk.start)
-        now_ms = int(time.time() * 1000)
+        now = avro_long(int(time.time() * 1000))
         for i in chunk:
-            eid = event_id(run_id, i)
-            key = eid.encode()
-            value = events.encode(
-                {"event_id": eid, "event_time": now_ms, "features": rows[i], "source": run_id}
-            )
+            key = ids[i].encode()
+            before, after = event_parts[i]
+            value = before + now + after
             if malformed_every and i % malformed_every == malformed_every - 1:
                 value, malformed = corrupt(value), malformed + 1
             _produce(producer, topics.events, key, value)
-            if labels is not None:
-                label = labels.encode({"event_id": eid, "event_time": now_ms, "label": int(data.y[i])})
-                _produce(producer, topics.labels, key, label)
+            if label_parts:
+                before, after = label_parts[i]
+                _produce(producer, topics.labels, key, before + now + after)
         producer.poll(0)
         if on_progress is not None:
             on_progress(len(chunk))
@@ -103,7 +143,7 @@ def produce_stream(
     if remaining:
         raise DeliveryError(f"{remaining} events were not acknowledged within {timeout:.0f}s.")
     n = len(rows)
-    return ProduceReport(n, n if labels is not None else 0, malformed, time.monotonic() - started)
+    return ProduceReport(n, len(label_parts), malformed, time.monotonic() - started)
 
 
 def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
