@@ -615,7 +615,8 @@ def bench(
             ),
             (
                 "latency p50 / p99, quarter rate",
-                f"{r['quarter_p50_ms']:.0f} / {r['quarter_p99_ms']:.0f} ms at {r['quarter_rate_eps']:,.0f} events/s",
+                f"{r['quarter_p50_ms']:.0f} / {r['quarter_p99_ms']:.0f} ms"
+                f" at {r['quarter_rate_eps']:,.0f} events/s",
             ),
         ],
         r if as_json else None,
