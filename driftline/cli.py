@@ -119,6 +119,15 @@ def cluster_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"bootstrap_servers": info.bootstrap_servers})
 
 
+SCHEMA_OPTION = click.option(
+    "--schema",
+    "schemas",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Extra .avsc writer schema(s) of user records to accept, oldest version first.",
+)
+
+
 # -- broker ------------------------------------------------------------------------------------
 
 
@@ -287,13 +296,7 @@ def models_bootstrap(
     show_default=True,
     help="PyTorch CPU threads (1 suits small models; raise it for large ones on many cores).",
 )
-@click.option(
-    "--schema",
-    "schemas",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Extra .avsc writer schema(s) to accept (user record schemas), oldest first.",
-)
+@SCHEMA_OPTION
 @click.pass_obj
 def serve(
     settings: Settings,
@@ -437,13 +440,7 @@ def produce(
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @click.option("--latest", is_flag=True, help="Only new records (default: from the beginning).")
 @click.option("--read-committed", is_flag=True, help="Hide records of aborted/open transactions.")
-@click.option(
-    "--schema",
-    "schemas",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Extra .avsc schema(s) to decode with.",
-)
+@SCHEMA_OPTION
 @click.pass_obj
 def tail_cmd(
     settings: Settings,

@@ -54,6 +54,21 @@ class Topics(BaseModel):
     def all_names(self) -> list[str]:
         return [self.events, self.predictions, self.dead_letters, self.labels]
 
+    def scoped(self, prefix: str, partitions: int | None = None) -> Topics:
+        """Topics of their own for one run (demo, bench, a test), named ``<prefix>.<role>``.
+
+        >>> Topics().scoped("demo-1a2b").predictions
+        'demo-1a2b.predictions'
+        """
+        return Topics(
+            events=f"{prefix}.events",
+            predictions=f"{prefix}.predictions",
+            dead_letters=f"{prefix}.dead-letters",
+            labels=f"{prefix}.labels",
+            partitions=self.partitions if partitions is None else partitions,
+            replication_factor=self.replication_factor,
+        )
+
 
 class Settings(BaseSettings):
     """Driftline's configuration (see the module docstring for the sources)."""

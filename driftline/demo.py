@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from driftline.config import Settings, Topics
+from driftline.config import Settings
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.services import SERVE_READY, service
 from driftline.streams import kafka
@@ -53,13 +53,7 @@ def _read_all(settings: Settings, topic: str, expected: int, deadline: float) ->
 
 def run_demo(settings: Settings, opts: DemoOptions, log: Log) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
-    topics = Topics(
-        events=f"demo-{run}.events",
-        predictions=f"demo-{run}.predictions",
-        dead_letters=f"demo-{run}.dead-letters",
-        labels=f"demo-{run}.labels",
-        partitions=settings.topics.partitions,
-    )
+    topics = settings.topics.scoped(f"demo-{run}")
     settings = settings.model_copy(update={"topics": topics})
     kafka.create_topics(settings)
     with tempfile.TemporaryDirectory(prefix="driftline-demo-") as tmp:

@@ -79,14 +79,7 @@ def bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 @pytest.fixture
 def settings(bootstrap_servers: str) -> Settings:
     """Settings on the test cluster with topics unique to this test (created, 2 partitions each)."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    topics = Topics(
-        events=f"{prefix}.events",
-        predictions=f"{prefix}.predictions",
-        dead_letters=f"{prefix}.dead-letters",
-        labels=f"{prefix}.labels",
-        partitions=2,
-    )
+    topics = Topics().scoped(f"t{uuid.uuid4().hex[:10]}", partitions=2)
     s = load_settings(bootstrap_servers=bootstrap_servers).model_copy(update={"topics": topics})
     create_topics(s)
     return s

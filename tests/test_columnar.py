@@ -20,7 +20,7 @@ from fastavro import schemaless_writer
 from fastavro.utils import generate_many
 
 from driftline.errors import DecodeError
-from driftline.schemas.columnar import DecodedInputs, decode_input_events, encode_predictions
+from driftline.schemas.columnar import DecodedInputs, avro_long, decode_input_events, encode_predictions
 from driftline.schemas.wire import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MARKER,
@@ -44,16 +44,6 @@ SPECIAL_FLOATS = [float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 1e-45, 3
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def avro_long(value: int) -> bytes:
-    """A zigzag varint, written by hand so tests can also build forms fastavro never writes."""
-    raw = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while raw > 0x7F:
-        out.append(raw & 0x7F | 0x80)
-        raw >>= 7
-    return bytes([*out, raw])
 
 
 def avro_bytes(data: bytes) -> bytes:

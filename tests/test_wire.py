@@ -128,7 +128,8 @@ def test_invalid_schemas_are_refused_clearly() -> None:
 
 
 def test_stamped_templates_equal_records_encoded_at_that_time() -> None:
-    from driftline.streams.produce import avro_long, stamp_template
+    from driftline.schemas.columnar import avro_long
+    from driftline.streams.produce import stamp_template
 
     for name, extra in (
         ("io.driftline.InputEvent", {"features": [1.0], "source": "x"}),

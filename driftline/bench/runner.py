@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from driftline.config import Settings, Topics
+from driftline.config import Settings
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.services import SERVE_READY, service
 from driftline.streams import kafka
@@ -44,16 +44,6 @@ class BenchOptions:
     timeout_s: float = 300.0
 
 
-def _topics(run: str, name: str, partitions: int) -> Topics:
-    return Topics(
-        events=f"bench-{run}.{name}.in",
-        predictions=f"bench-{run}.{name}.out",
-        dead_letters=f"bench-{run}.{name}.dlq",
-        labels=f"bench-{run}.{name}.labels",
-        partitions=partitions,
-    )
-
-
 def _contender(args: list[str], timeout_s: float) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout_s + 120, check=False
@@ -67,7 +57,7 @@ def _contender(args: list[str], timeout_s: float) -> dict[str, float]:
 def measure_throughput(
     settings: Settings, model_dir: Path, opts: BenchOptions, run: str, log: Log
 ) -> dict[str, dict[str, float]]:
-    base = settings.model_copy(update={"topics": _topics(run, "tput", settings.topics.partitions)})
+    base = settings.model_copy(update={"topics": settings.topics.scoped(f"bench-{run}.tput")})
     outs = {name: f"{base.topics.events}.{name}" for name in ("passthrough", "serve", "faust")}
     kafka.create_topics(base, [base.topics.events, base.topics.dead_letters, *outs.values()])
     data = generate("agrawal", opts.events, seed=11)
@@ -143,7 +133,7 @@ def measure_throughput(
 def measure_latency(
     settings: Settings, model_dir: Path, opts: BenchOptions, rate: float, run: str, workdir: Path, log: Log
 ) -> dict[str, float]:
-    s = settings.model_copy(update={"topics": _topics(run, "latency", settings.topics.partitions)})
+    s = settings.model_copy(update={"topics": settings.topics.scoped(f"bench-{run}.latency")})
     kafka.create_topics(s, [s.topics.events, s.topics.predictions, s.topics.dead_letters])
     count = max(1000, int(rate * opts.latency_seconds))
     data = generate("agrawal", count, seed=12)

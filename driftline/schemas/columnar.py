@@ -165,7 +165,7 @@ def _read_float_block(
 ) -> tuple[Int64s, Int64s, Mask]:
     """An array<float> as fastavro writes ``n_features`` items: one block (count, floats), then the 0
     terminator. Returns where the floats start, the next positions and the still-ok rows."""
-    prefix = _avro_long(n_features) if n_features else b""
+    prefix = avro_long(n_features) if n_features else b""
     width = len(prefix) + 4 * n_features + 1
     ok = ok & (width <= end - pos)
     for offset, expected in enumerate(prefix):
@@ -275,7 +275,7 @@ def _checked_columns(
 
 def _middle_block(model_name: str, model_version: str, probs: Floats) -> Bytes:
     """Per row: the two model strings, the scores array (one block, then the 0 terminator)."""
-    strings = _avro_string(model_name) + _avro_string(model_version) + _avro_long(probs.shape[1])
+    strings = _avro_string(model_name) + _avro_string(model_version) + avro_long(probs.shape[1])
     block = np.empty((len(probs), len(strings) + 4 * probs.shape[1] + 1), dtype=np.uint8)
     block[:, : len(strings)] = np.frombuffer(strings, dtype=np.uint8)
     block[:, len(strings) : -1] = _float_bytes(probs)
@@ -340,8 +340,12 @@ def _float_bytes(values: Floats) -> Bytes:
     return bits.view(np.uint8).reshape(len(values), -1)
 
 
-def _avro_long(value: int) -> bytes:
-    """One Avro long (zigzag varint), for the constant parts of a batch."""
+def avro_long(value: int) -> bytes:
+    """One Avro long (zigzag varint).
+
+    >>> avro_long(0), avro_long(-1), avro_long(64)
+    (b'\\x00', b'\\x01', b'\\x80\\x01')
+    """
     raw = (value << 1) ^ (value >> 63)
     out = bytearray()
     while raw > 0x7F:
@@ -352,4 +356,4 @@ def _avro_long(value: int) -> bytes:
 
 def _avro_string(text: str) -> bytes:
     encoded = text.encode("utf-8")
-    return _avro_long(len(encoded)) + encoded
+    return avro_long(len(encoded)) + encoded

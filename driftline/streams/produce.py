@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError
+from driftline.schemas.columnar import avro_long
 from driftline.schemas.wire import AvroEncoder
 from driftline.streams import kafka
 from driftline.streams.synthetic import LabelledData
@@ -55,21 +56,6 @@ class Pacer:
             ahead = self._start + sent / self._rate - self._clock()
             if ahead > 0:
                 self._sleep(ahead)
-
-
-def avro_long(value: int) -> bytes:
-    """Avro's zigzag varint encoding of a long.
-
-    >>> avro_long(0), avro_long(-1), avro_long(64)
-    (b'\\x00', b'\\x01', b'\\x80\\x01')
-    """
-    raw = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while raw > 0x7F:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
-    return bytes(out)
 
 
 def stamp_template(encoder: AvroEncoder, record: dict[str, Any]) -> tuple[bytes, bytes]:
