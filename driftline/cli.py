@@ -474,6 +474,17 @@ def tail_cmd(
 # -- demo / bench ------------------------------------------------------------------------------
 
 
+def _stop_cleanly_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT, even if the parent ignored it) into exceptions, so that the
+    ``finally`` blocks of commands that start processes stop them."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def _narrator(quiet: bool) -> Callable[[str], None]:
     """Progress lines on stderr, or nothing when the output is JSON."""
 
@@ -515,6 +526,7 @@ def demo(
     from driftline.broker import named_or_local_cluster
     from driftline.demo import DemoOptions, run_demo
 
+    _stop_cleanly_on_signals()
     say = _narrator(quiet=as_json)
     with named_or_local_cluster(
         settings.bootstrap_servers, settings.home, settings.cache_dir, say
@@ -577,6 +589,7 @@ def bench(
     from driftline.broker import named_or_local_cluster
     from driftline.trainers import bootstrap_model
 
+    _stop_cleanly_on_signals()
     say = _narrator(quiet=as_json)
     opts = BenchOptions(
         events=events,

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -68,3 +74,47 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     ):
         assert figures[key] > 0, key
     assert figures["serve_vs_faust"] == pytest.approx(figures["serve_eps"] / figures["faust_eps"])
+
+
+def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_path: Path) -> None:
+    """SIGTERM while events flow (Ctrl-C takes the same path): the demo stops its `serve` child and
+    exits. Without the demo's handler, SIGTERM would end it at once and orphan the child."""
+    log = tmp_path / "demo.log"
+    with log.open("wb") as sink:
+        demo = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "driftline",
+                "-b",
+                str(settings.bootstrap_servers),
+                "demo",
+                "--events",
+                "200000",
+                "--rate",
+                "2000",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while b"serve is up" not in log.read_bytes():
+            assert demo.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        children = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", str(demo.pid)], capture_output=True, text=True, check=False
+            ).stdout.split()
+        ]
+        assert children, "the demo runs serve as a child process"
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(60) != 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
