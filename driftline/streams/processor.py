@@ -162,6 +162,8 @@ class BatchProcessor:
             dead.append(DeadLetter(messages[i], "non-finite", "a feature value is NaN or infinite"))
         slow_rows = np.setdiff1d(np.arange(len(messages), dtype=np.int64), fast.rows, assume_unique=True)
         slow = self._decode_one_by_one(messages, slow_rows.tolist(), dead)
+        if not len(slow.rows) and finite.all():  # the common case: every event took the columnar path
+            return _Rows(fast.rows, fast.event_ids, fast.event_times, fast.features)
         rows = np.concatenate([fast.rows[finite], slow.rows])
         order = np.argsort(rows, kind="stable")  # input order, so per-key order holds
         kept_fast: list[bool] = finite.tolist()

@@ -230,6 +230,7 @@ class StreamProcessor:
                 len(self._pending),
             )
             self._pending.take()
+        self._uncertain.clear()  # those partitions are no longer ours to commit
 
     # -- one batch ------------------------------------------------------------------------------
 
