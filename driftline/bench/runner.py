@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from driftline.config import Settings
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
@@ -130,39 +131,48 @@ def measure_throughput(
     return results
 
 
+WARM_UP_S = 2.0
+"""Seconds of events at the measured rate that are sent first and left out of the figures
+(group join, first fetch, JIT warm-up of the broker)."""
+
+
 def measure_latency(
     settings: Settings, model_dir: Path, opts: BenchOptions, rate: float, run: str, workdir: Path, log: Log
 ) -> dict[str, float]:
     s = settings.model_copy(update={"topics": settings.topics.scoped(f"bench-{run}.latency")})
     kafka.create_topics(s, [s.topics.events, s.topics.predictions, s.topics.dead_letters])
-    count = max(1000, int(rate * opts.latency_seconds))
-    data = generate("agrawal", count, seed=12)
+    warm_up, count = int(rate * WARM_UP_S), max(1000, int(rate * opts.latency_seconds))
+    data = generate("agrawal", warm_up + count, seed=12)
     encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.InputEvent"))
     serve_args = ["serve", "--model", str(model_dir), "--device", opts.device, "--group", f"bench-lat-{run}"]
     with service(s, workdir / "serve-latency.log", *serve_args, ready=SERVE_READY):
-        log(f"latency: {count:,} events at {rate:,.0f}/s")
+        log(f"latency: {count:,} events at {rate:,.0f}/s after {WARM_UP_S:.0f}s of warm-up")
         produce_stream(s, data, encoder, None, run_id=run, rate=rate, chunk_size=20)
-        latencies = _prediction_latencies(s, count, opts.timeout_s)
+        latencies = _prediction_latencies(s, warm_up + count, opts.timeout_s)[warm_up:]
     p50, p99 = np.percentile(latencies, [50, 99])
     return {"rate": rate, "events": float(count), "p50_ms": float(p50), "p99_ms": float(p99)}
 
 
-def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -> np.ndarray:
+def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -> npt.NDArray[np.float64]:
+    """Prediction produced minus event time, per event, indexed like the produced events."""
     decoder = AvroDecoder(builtin_store())
     consumer = kafka.consumer(settings, f"bench-reader-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([settings.topics.predictions])
-    latencies: list[float] = []
-    deadline = time.monotonic() + timeout_s
+    latencies = np.full(expected, np.nan)
+    seen, deadline = 0, time.monotonic() + timeout_s
     try:
-        while len(latencies) < expected and time.monotonic() < deadline:
+        while seen < expected and time.monotonic() < deadline:
             for m in consumer.consume(2000, 0.2):
                 if m.error() is None:
-                    latencies.append(m.timestamp()[1] - decoder.decode(m.value())["event_time"])
+                    record = decoder.decode(m.value())
+                    index = int(record["event_id"].rsplit("-", 1)[1])
+                    latencies[index] = m.timestamp()[1] - record["event_time"]
+                    seen += 1
     finally:
         consumer.close()
-    if len(latencies) < expected:
-        raise RuntimeError(f"only {len(latencies)} of {expected} predictions arrived")
-    return np.asarray(latencies, dtype=np.float64)
+    if seen < expected:
+        raise RuntimeError(f"only {seen} of {expected} predictions arrived")
+    return latencies
 
 
 def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log) -> dict[str, Any]:
