@@ -90,18 +90,19 @@ def run_demo(settings: Settings, opts: DemoOptions, log: Log) -> dict[str, Any]:
             deadline = time.monotonic() + opts.timeout_s
             dead = _read_all(settings, topics.dead_letters, report.malformed, deadline)
             predictions = _read_all(settings, topics.predictions, opts.events - len(dead), deadline)
-    return summarise(predictions, dead, data.y, run, report.events)
+            truth = _read_all(settings, topics.labels, report.labels, deadline)
+    return summarise(predictions, dead, truth, report.events)
 
 
-def summarise(
-    predictions: list[Any], dead: list[Any], truth: np.ndarray, run: str, events: int
-) -> dict[str, Any]:
+def summarise(predictions: list[Any], dead: list[Any], labels: list[Any], events: int) -> dict[str, Any]:
+    """Counts, latency, and accuracy of the predictions against the labels read back from Kafka
+    (joined by event id)."""
     decoder = AvroDecoder(builtin_store())
+    truth = {r["event_id"]: r["label"] for r in (decoder.decode(m.value()) for m in labels)}
     records = [decoder.decode(m.value()) for m in predictions]
+    labelled = [(r["predicted_class"], truth[r["event_id"]]) for r in records if r["event_id"] in truth]
     stamps = np.array([m.timestamp()[1] for m in predictions], dtype=np.float64)
     latency = stamps - np.array([r["event_time"] for r in records], dtype=np.float64)
-    index = np.array([int(r["event_id"].removeprefix(f"{run}-")) for r in records], dtype=np.int64)
-    predicted = np.array([r["predicted_class"] for r in records], dtype=np.int64)
     span = (stamps.max() - stamps.min()) / 1000.0 if len(stamps) > 1 else float("nan")
     return {
         "events": events,
@@ -111,5 +112,6 @@ def summarise(
         "throughput_eps": len(records) / span if span > 0 else float("nan"),
         "latency_p50_ms": float(np.percentile(latency, 50)) if len(latency) else float("nan"),
         "latency_p99_ms": float(np.percentile(latency, 99)) if len(latency) else float("nan"),
-        "accuracy": float((predicted == truth[index]).mean()) if len(index) else float("nan"),
+        "labelled": len(labelled),
+        "accuracy": float(np.mean([p == t for p, t in labelled])) if labelled else float("nan"),
     }

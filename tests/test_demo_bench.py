@@ -41,6 +41,7 @@ def test_demo_accounts_for_every_event(settings: Settings) -> None:
     assert summary["dead_letters"] == 10
     assert summary["predictions"] == 2990
     assert summary["unaccounted"] == 0
+    assert summary["labelled"] == 2990  # every prediction joined with its label from the labels topic
     assert summary["accuracy"] > 0.8  # the bootstrap model on the same concept
     assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
 
