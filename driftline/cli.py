@@ -613,6 +613,7 @@ def bench(
         [
             ("passthrough limit", f"{r['passthrough_eps']:,.0f} events/s"),
             ("serve", f"{r['serve_eps']:,.0f} events/s"),
+            ("serve --exactly-once", f"{r['serve_exactly_once_eps']:,.0f} events/s"),
             ("faust agent", f"{r['faust_eps']:,.0f} events/s"),
             (
                 "serve / passthrough",

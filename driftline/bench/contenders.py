@@ -70,9 +70,16 @@ def run_passthrough(settings: Settings, n_events: int, max_batch: int, timeout_s
 
 
 def run_serve(
-    settings: Settings, n_events: int, model_dir: Path, max_batch: int, timeout_s: float, device: str
+    settings: Settings,
+    n_events: int,
+    model_dir: Path,
+    max_batch: int,
+    timeout_s: float,
+    device: str,
+    exactly_once: bool = False,
 ) -> dict[str, float]:
-    options = ServeOptions(group_id=f"bench-serve-{uuid.uuid4().hex[:8]}", max_batch=max_batch)
+    group = f"bench-serve-{uuid.uuid4().hex[:8]}"
+    options = ServeOptions(group_id=group, instance_id=group, max_batch=max_batch, exactly_once=exactly_once)
     processor = build_processor(settings, model_dir, options, device=device)
     stop = threading.Event()
     thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
@@ -107,13 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=2000)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--exactly-once", action="store_true")
     args = parser.parse_args(argv)
     topics = Topics(events=args.in_topic, predictions=args.out_topic, dead_letters=f"{args.out_topic}.dlq")
     settings = load_settings(bootstrap_servers=args.bootstrap_servers).model_copy(update={"topics": topics})
     if args.contender == "passthrough":
         report = run_passthrough(settings, args.events, args.max_batch, args.timeout)
     else:
-        report = run_serve(settings, args.events, args.model, args.max_batch, args.timeout, args.device)
+        report = run_serve(
+            settings, args.events, args.model, args.max_batch, args.timeout, args.device, args.exactly_once
+        )
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
 

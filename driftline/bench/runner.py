@@ -59,7 +59,7 @@ def measure_throughput(
     settings: Settings, model_dir: Path, opts: BenchOptions, run: str, log: Log
 ) -> dict[str, dict[str, float]]:
     base = settings.model_copy(update={"topics": settings.topics.scoped(f"bench-{run}.tput")})
-    outs = {name: f"{base.topics.events}.{name}" for name in ("passthrough", "serve", "faust")}
+    outs = {name: f"{base.topics.events}.{name}" for name in ("passthrough", "serve", "serve_eos", "faust")}
     kafka.create_topics(base, [base.topics.events, base.topics.dead_letters, *outs.values()])
     data = generate("agrawal", opts.events, seed=11)
     encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.InputEvent"))
@@ -89,24 +89,24 @@ def measure_throughput(
         ],
         opts.timeout_s,
     )
+    serve = [
+        "driftline.bench.contenders",
+        "serve",
+        *common,
+        "--events",
+        str(opts.events),
+        "--model",
+        str(model_dir),
+        "--max-batch",
+        str(opts.max_batch),
+        "--device",
+        opts.device,
+    ]
     log("serve (Driftline's processor)")
-    results["serve"] = _contender(
-        [
-            "driftline.bench.contenders",
-            "serve",
-            *common,
-            "--out-topic",
-            outs["serve"],
-            "--events",
-            str(opts.events),
-            "--model",
-            str(model_dir),
-            "--max-batch",
-            str(opts.max_batch),
-            "--device",
-            opts.device,
-        ],
-        opts.timeout_s,
+    results["serve"] = _contender([*serve, "--out-topic", outs["serve"]], opts.timeout_s)
+    log("serve --exactly-once (one transaction per batch)")
+    results["serve_eos"] = _contender(
+        [*serve, "--out-topic", outs["serve_eos"], "--exactly-once"], opts.timeout_s
     )
     n_faust = min(opts.faust_events, opts.events)
     log(f"faust agent (stream.take batching) on the first {n_faust:,} events")
@@ -189,6 +189,7 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         "faust_events": min(opts.faust_events, opts.events),
         "passthrough_eps": passthrough,
         "serve_eps": serve,
+        "serve_exactly_once_eps": tput["serve_eos"]["eps"],
         "faust_eps": faust,
         "serve_vs_passthrough": serve / passthrough,
         "serve_vs_faust": serve / faust,
