@@ -2,7 +2,8 @@
 
 ``passthrough``: the limit. A plain confluent-kafka loop that consumes the same events and produces
 the same number of records of the same size as ``serve`` (a fixed payload the size of a prediction),
-with the same delivery discipline (flush, then commit, per batch) and no decoding or inference.
+with the same delivery discipline (flush, then an asynchronous commit, per batch) and no decoding or
+inference.
 
 ``serve``: Driftline's :class:`~driftline.streams.serve.StreamProcessor`, as ``driftline serve`` runs it.
 
@@ -61,7 +62,7 @@ def run_passthrough(settings: Settings, n_events: int, max_batch: int, timeout_s
                 producer.produce(out_topic, payload, m.key())
             if producer.flush(60) != 0:
                 raise RuntimeError("passthrough: records not acknowledged")
-            consumer.commit(asynchronous=False)
+            consumer.commit(asynchronous=True)  # as serve does: sent only after the batch was acknowledged
             seen += len(messages)
         end = time.monotonic()
     finally:
