@@ -24,6 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
+from confluent_kafka import KafkaError
+
 from driftline.config import Settings, Topics, load_settings
 from driftline.schemas import AvroEncoder, builtin_store
 from driftline.streams import kafka
@@ -48,7 +50,11 @@ def prediction_sized_payload(n_classes: int) -> bytes:
 
 def run_passthrough(settings: Settings, n_events: int, max_batch: int, timeout_s: float) -> dict[str, float]:
     consumer = kafka.consumer(settings, f"bench-pass-{uuid.uuid4().hex[:8]}")
-    producer = kafka.producer(settings)
+    errors: list[KafkaError] = []
+    # The same producer settings as serve's: only failed deliveries are reported back.
+    producer = kafka.producer(
+        settings, **{"delivery.report.only.error": True, "on_delivery": lambda err, _m: errors.append(err)}
+    )
     consumer.subscribe([settings.topics.events])
     payload, out_topic = prediction_sized_payload(2), settings.topics.predictions
     seen, first, deadline = 0, None, time.monotonic() + timeout_s
@@ -60,7 +66,7 @@ def run_passthrough(settings: Settings, n_events: int, max_batch: int, timeout_s
             first = first or time.monotonic()
             for m in messages:
                 producer.produce(out_topic, payload, m.key())
-            if producer.flush(60) != 0:
+            if producer.flush(60) != 0 or errors:
                 raise RuntimeError("passthrough: records not acknowledged")
             consumer.commit(asynchronous=True)  # as serve does: sent only after the batch was acknowledged
             seen += len(messages)
