@@ -318,11 +318,13 @@ def serve(
     dead-letter topic with their original bytes and the reason. Stop with SIGTERM or Ctrl-C.
     """
     from driftline.monitoring import ServeMetrics
-    from driftline.streams.kafka import wait_for_cluster
+    from driftline.streams.kafka import require_topics, wait_for_cluster
     from driftline.streams.serve import ServeOptions, build_processor
 
     settings = cluster_settings(settings)
     wait_for_cluster(settings)
+    t = settings.topics
+    require_topics(settings, [t.events, t.predictions, t.dead_letters])
     options = ServeOptions(
         group_id=group,
         instance_id=instance_id,
@@ -399,10 +401,12 @@ def produce(
     from rich.progress import Progress
 
     from driftline.schemas import AvroEncoder, RegistryResolver, builtin_store
+    from driftline.streams.kafka import require_topics
     from driftline.streams.produce import produce_stream
     from driftline.streams.synthetic import generate
 
     settings = cluster_settings(settings)
+    require_topics(settings, [settings.topics.events, *([settings.topics.labels] if labels else [])])
     store = builtin_store()
     registry = RegistryResolver.from_config(settings.registry_config())
     events = AvroEncoder.for_settings(

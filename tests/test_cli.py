@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -99,3 +102,32 @@ def test_broker_start_status_stop(tmp_path: Path) -> None:
         stopped = runner.invoke(main, [*home, "broker", "stop"])
     assert "Stopped" in stopped.output
     assert runner.invoke(main, [*home, "broker", "status"]).exit_code == 1
+
+
+@pytest.mark.kafka
+def test_serve_without_its_topics_says_how_to_create_them(settings: Settings, tmp_path: Path) -> None:
+    from driftline.models import ModelConfig, build_module, save_artifact
+
+    config = ModelConfig(name="m", version="1", architecture="logistic", features=["a"], classes=["x", "y"])
+    save_artifact(tmp_path, config, build_module(config))
+    env = {**os.environ, "DRIFTLINE_TOPICS__EVENTS": f"missing-{settings.topics.events}"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "-b",
+            str(settings.bootstrap_servers),
+            "serve",
+            "--model",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"missing-{settings.topics.events}" in done.stderr
+    assert "driftline topics create" in done.stderr

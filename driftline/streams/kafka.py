@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from driftline.config import Settings
-from driftline.errors import KafkaUnavailableError
+from driftline.errors import ConfigError, KafkaUnavailableError
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -60,6 +60,17 @@ def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
         f"No Kafka cluster answered at {settings.bootstrap_servers} within {timeout:.0f}s ({last}). "
         "Start the local one with `driftline broker start` or check --bootstrap-servers."
     )
+
+
+def require_topics(settings: Settings, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Raise :class:`ConfigError`, naming the fix, if any of ``names`` does not exist on the cluster."""
+    existing = set(admin(settings).list_topics(timeout=timeout).topics)
+    missing = [n for n in names if n not in existing]
+    if missing:
+        raise ConfigError(
+            f"Topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}: create them with "
+            "`driftline topics create`, or point Driftline at yours (DRIFTLINE_TOPICS__EVENTS, ...)."
+        )
 
 
 def create_topics(settings: Settings, names: Iterable[str] | None = None, timeout: float = 30.0) -> list[str]:
