@@ -216,6 +216,7 @@ class StreamProcessor:
             log.info("rebalance: finishing the in-flight batch of %d events", len(self._pending))
             self._handle(self._pending.take(), final=True)
         self._settle_commits()
+        self.metrics.lag.clear()  # reported again for whatever is assigned next
 
     def _settle_commits(self) -> None:
         """Commit the latest handled positions and wait for the answer (before partitions go)."""
@@ -231,6 +232,7 @@ class StreamProcessor:
             )
             self._pending.take()
         self._uncertain.clear()  # those partitions are no longer ours to commit
+        self.metrics.lag.clear()
 
     # -- one batch ------------------------------------------------------------------------------
 
