@@ -1,0 +1,239 @@
+"""Commands on the event stream: serve, produce, tail."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import click
+
+from driftline.cli import SCHEMA_OPTION, cluster_settings, main
+from driftline.config import Settings
+
+log = logging.getLogger("driftline")
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Model artifact directory.",
+)
+@click.option(
+    "--group",
+    default="driftline-serve",
+    show_default=True,
+    help="Consumer group; run more processes with the same group to scale out.",
+)
+@click.option(
+    "--instance-id",
+    default=socket.gethostname(),
+    show_default=True,
+    help="Stable id of this instance (unique within the group when --exactly-once).",
+)
+@click.option("--max-batch", default=2000, show_default=True, help="Largest micro-batch, in events.")
+@click.option(
+    "--max-wait-ms",
+    default=20.0,
+    show_default=True,
+    help="Latency budget: a batch closes this long after its first event at the latest.",
+)
+@click.option(
+    "--exactly-once",
+    is_flag=True,
+    help="One Kafka transaction per batch; downstream consumers read with read_committed.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
+@click.option(
+    "--torch-threads",
+    default=1,
+    show_default=True,
+    help="PyTorch CPU threads (1 suits small models; raise it for large ones on many cores).",
+)
+@SCHEMA_OPTION
+@click.pass_obj
+def serve(
+    settings: Settings,
+    model_dir: Path,
+    group: str,
+    instance_id: str,
+    max_batch: int,
+    max_wait_ms: float,
+    exactly_once: bool,
+    device: str,
+    metrics_port: int,
+    torch_threads: int,
+    schemas: tuple[Path, ...],
+) -> None:
+    """Consume events, predict in micro-batches, publish one prediction per event.
+
+    Offsets are committed only after the batch's predictions and dead letters are acknowledged
+    (at-least-once), or inside the batch's transaction (--exactly-once). Bad events go to the
+    dead-letter topic with their original bytes and the reason. Stop with SIGTERM or Ctrl-C.
+    """
+    from driftline.monitoring import ServeMetrics
+    from driftline.streams.kafka import require_topics, wait_for_cluster
+    from driftline.streams.serve import ServeOptions, build_processor
+
+    settings = cluster_settings(settings)
+    wait_for_cluster(settings)
+    t = settings.topics
+    require_topics(settings, [t.events, t.predictions, t.dead_letters])
+    options = ServeOptions(
+        group_id=group,
+        instance_id=instance_id,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        exactly_once=exactly_once,
+    )
+    metrics = ServeMetrics()
+    processor = build_processor(
+        settings,
+        model_dir,
+        options,
+        device=device,
+        torch_threads=torch_threads,
+        schemas=schemas,
+        metrics=metrics,
+    )
+    metrics.serve_http(metrics_port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    cfg = processor.core.predictor.config
+    processor.run(
+        stop,
+        on_ready=lambda: log.info(
+            "serving %s v%s from %s to %s (group %s, %s)",
+            cfg.name,
+            cfg.version,
+            settings.topics.events,
+            settings.topics.predictions,
+            group,
+            "exactly-once" if exactly_once else "at-least-once",
+        ),
+    )
+    log.info("stopped cleanly")
+
+
+# -- produce / tail ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--generator", type=click.Choice(["agrawal", "sea"]), default="agrawal", show_default=True)
+@click.option("--count", default=10000, show_default=True, help="Events to send (the loop is bounded).")
+@click.option("--rate", default=0.0, show_default=True, help="Events per second (0: as fast as possible).")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--drift-at", type=int, default=None, help="Event index where the concept changes.")
+@click.option(
+    "--drift-width", default=1, show_default=True, help="1: abrupt; more: gradual over that many events."
+)
+@click.option(
+    "--labels/--no-labels", default=True, show_default=True, help="Also publish ground-truth labels."
+)
+@click.option(
+    "--malformed-every",
+    default=0,
+    show_default=True,
+    help="Corrupt every Nth event (to see the dead-letter path).",
+)
+@click.option("--run-id", default=None, help="Prefix of event ids (default: random).")
+@click.pass_obj
+def produce(
+    settings: Settings,
+    generator: str,
+    count: int,
+    rate: float,
+    seed: int,
+    drift_at: int | None,
+    drift_width: int,
+    labels: bool,
+    malformed_every: int,
+    run_id: str | None,
+) -> None:
+    """Send labelled synthetic events (River's Agrawal or SEA) as a business system would."""
+    from rich.progress import Progress
+
+    from driftline.schemas import AvroEncoder, RegistryResolver, builtin_store
+    from driftline.streams.kafka import require_topics
+    from driftline.streams.produce import produce_stream
+    from driftline.streams.synthetic import generate
+
+    settings = cluster_settings(settings)
+    require_topics(settings, [settings.topics.events, *([settings.topics.labels] if labels else [])])
+    store = builtin_store()
+    registry = RegistryResolver.from_config(settings.registry_config())
+    events = AvroEncoder.for_settings(
+        store.latest("io.driftline.InputEvent"), registry, f"{settings.topics.events}-value"
+    )
+    label_enc = (
+        AvroEncoder.for_settings(
+            store.latest("io.driftline.Label"), registry, f"{settings.topics.labels}-value"
+        )
+        if labels
+        else None
+    )
+    data = generate(generator, count, seed=seed, drift_at=drift_at, drift_width=drift_width)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("producing", total=count)
+        report = produce_stream(
+            settings,
+            data,
+            events,
+            label_enc,
+            run_id=run_id or uuid.uuid4().hex[:8],
+            rate=rate or None,
+            malformed_every=malformed_every,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    click.echo(
+        f"Produced {report.events} events ({report.malformed} malformed) and {report.labels} labels "
+        f"in {report.seconds:.1f}s ({report.events / max(report.seconds, 1e-9):,.0f} events/s)."
+    )
+
+
+@main.command("tail")
+@click.argument("topic")
+@click.option("--max", "max_records", type=int, default=None, help="Stop after this many records.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
+@click.option("--latest", is_flag=True, help="Only new records (default: from the beginning).")
+@click.option("--read-committed", is_flag=True, help="Hide records of aborted/open transactions.")
+@SCHEMA_OPTION
+@click.pass_obj
+def tail_cmd(
+    settings: Settings,
+    topic: str,
+    max_records: int | None,
+    timeout: float | None,
+    latest: bool,
+    read_committed: bool,
+    schemas: tuple[Path, ...],
+) -> None:
+    """Print a topic's records decoded, one JSON object per line (dead letters show their headers)."""
+    from driftline.schemas import AvroDecoder, RegistryResolver, builtin_store
+    from driftline.streams.tail import tail
+
+    settings = cluster_settings(settings)
+    store = builtin_store()
+    store.add_files(schemas)
+    decoder = AvroDecoder(store, RegistryResolver.from_config(settings.registry_config()))
+    tail(
+        settings,
+        topic,
+        decoder,
+        click.echo,
+        from_beginning=not latest,
+        max_records=max_records,
+        idle_timeout=timeout,
+        read_committed=read_committed,
+    )

@@ -1,0 +1,177 @@
+"""The whole path at once: demo and bench."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from driftline.cli import main
+from driftline.config import Settings
+
+# -- demo / bench ------------------------------------------------------------------------------
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT, even if the parent ignored it) into exceptions, so that the
+    ``finally`` blocks of commands that start processes stop them."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
+def _narrator(quiet: bool) -> Callable[[str], None]:
+    """Progress lines on stderr, or nothing when the output is JSON."""
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(f"» {message}", err=True)
+
+    return say
+
+
+def _print_table(title: str, rows: list[tuple[str, str]], as_json: dict[str, Any] | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json is not None:
+        click.echo(json.dumps(as_json, indent=2))
+        return
+    table = Table(title=title, show_header=False)
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+@main.command()
+@click.option("--events", default=20000, show_default=True, help="Events to produce.")
+@click.option("--rate", default=5000.0, show_default=True, help="Events per second.")
+@click.option("--malformed-every", default=500, show_default=True, help="Corrupt every Nth event (0: none).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_obj
+def demo(
+    settings: Settings, events: int, rate: float, malformed_every: int, device: str, as_json: bool
+) -> None:
+    """Run the whole path: local broker, topics, a bootstrap model, `serve`, events, and a summary.
+
+    Uses --bootstrap-servers when given, else a running local broker, else starts one for the run
+    (and stops it after, also on Ctrl-C). Topics are scoped to the run.
+    """
+    from driftline.broker import named_or_local_cluster
+    from driftline.demo import DemoOptions, run_demo
+
+    _stop_cleanly_on_signals()
+    say = _narrator(quiet=as_json)
+    with named_or_local_cluster(
+        settings.bootstrap_servers, settings.home, settings.cache_dir, say
+    ) as servers:
+        summary = run_demo(
+            settings.model_copy(update={"bootstrap_servers": servers}),
+            DemoOptions(events=events, rate=rate, malformed_every=malformed_every, device=device),
+            say,
+        )
+    _print_table(
+        "Driftline demo",
+        [
+            ("events produced", f"{summary['events']:,}"),
+            ("predictions", f"{summary['predictions']:,}"),
+            ("dead letters", f"{summary['dead_letters']:,}"),
+            ("unaccounted", f"{summary['unaccounted']:,}"),
+            ("throughput", f"{summary['throughput_eps']:,.0f} events/s (at the offered rate)"),
+            ("latency p50 / p99", f"{summary['latency_p50_ms']:.1f} / {summary['latency_p99_ms']:.1f} ms"),
+            ("accuracy vs labels", f"{summary['accuracy']:.3f}"),
+        ],
+        summary if as_json else None,
+    )
+    if summary["unaccounted"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--events", default=100000, show_default=True, help="Events for passthrough and serve.")
+@click.option("--faust-events", default=20000, show_default=True, help="Events for the (slow) faust agent.")
+@click.option("--latency-seconds", default=10.0, show_default=True, help="Length of the latency run.")
+@click.option("--max-batch", default=2000, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Model artifact (default: a freshly trained bootstrap MLP).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.pass_obj
+def bench(
+    settings: Settings,
+    events: int,
+    faust_events: int,
+    latency_seconds: float,
+    max_batch: int,
+    device: str,
+    model_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Measure serve against the passthrough limit and a faust agent, side by side, plus latency.
+
+    Every contender reads the same events from the same broker in its own process; throughput runs
+    from the first event consumed to the last output acknowledged. Latency is measured with events
+    offered at half of serve's saturated rate (prediction produced minus event time).
+    """
+    import tempfile
+
+    from driftline.bench.runner import BenchOptions, run_bench
+    from driftline.broker import named_or_local_cluster
+    from driftline.trainers import bootstrap_model
+
+    _stop_cleanly_on_signals()
+    say = _narrator(quiet=as_json)
+    opts = BenchOptions(
+        events=events,
+        faust_events=faust_events,
+        latency_seconds=latency_seconds,
+        max_batch=max_batch,
+        device=device,
+    )
+    with (
+        named_or_local_cluster(settings.bootstrap_servers, settings.home, settings.cache_dir, say) as servers,
+        tempfile.TemporaryDirectory(prefix="driftline-bench-model-") as tmp,
+    ):
+        if model_dir is None:
+            say("training the bootstrap model")
+            model_dir = Path(tmp)
+            bootstrap_model(model_dir, device=device)
+        r = run_bench(settings.model_copy(update={"bootstrap_servers": servers}), model_dir, opts, say)
+    verdict = {True: "meets the bar", False: "BELOW the bar"}
+    _print_table(
+        "driftline bench",
+        [
+            ("passthrough limit", f"{r['passthrough_eps']:,.0f} events/s"),
+            ("serve", f"{r['serve_eps']:,.0f} events/s"),
+            ("serve --exactly-once", f"{r['serve_exactly_once_eps']:,.0f} events/s"),
+            ("faust agent", f"{r['faust_eps']:,.0f} events/s"),
+            (
+                "serve / passthrough",
+                f"{r['serve_vs_passthrough']:.2f}  ({verdict[r['serve_vs_passthrough'] >= 0.5]}: 0.5)",
+            ),
+            ("serve / faust", f"{r['serve_vs_faust']:.1f}x  ({verdict[r['serve_vs_faust'] >= 10]}: 10x)"),
+            (
+                "latency p50 / p99, half rate",
+                f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms at {r['latency_rate_eps']:,.0f} events/s",
+            ),
+            (
+                "latency p50 / p99, quarter rate",
+                f"{r['quarter_p50_ms']:.0f} / {r['quarter_p99_ms']:.0f} ms"
+                f" at {r['quarter_rate_eps']:,.0f} events/s",
+            ),
+        ],
+        r if as_json else None,
+    )
