@@ -9,6 +9,7 @@
     ├── SchemaError            a schema file or registry answer is unusable
     ├── DecodeError            one event could not be turned into features (carries a short ``reason``)
     ├── ModelError             a model artifact is missing, malformed or of an unknown architecture
+    │   └── VerificationError  a model version's signature or artifact checksum does not hold
     └── DeliveryError          the broker did not acknowledge what we produced; nothing was committed
 
 Every message says what to do next, not only what went wrong.
@@ -53,6 +54,19 @@ class DecodeError(DriftlineError):
 
 class ModelError(DriftlineError):
     """A model artifact could not be loaded."""
+
+
+class VerificationError(ModelError):
+    """A model version is unsigned, forged, tampered with or does not match its artifact.
+
+    ``reason`` is a short label for logs and metrics (``unknown-key``, ``bad-signature``,
+    ``sha256-mismatch``, ...).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class DeliveryError(DriftlineError):

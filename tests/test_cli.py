@@ -25,6 +25,7 @@ COMMANDS = [
     ["topics", "create"],
     ["models"],
     ["models", "bootstrap"],
+    ["models", "keygen"],
     ["serve"],
     ["produce"],
     ["tail"],
@@ -131,3 +132,16 @@ def test_serve_without_its_topics_says_how_to_create_them(settings: Settings, tm
     assert done.returncode == 2
     assert f"missing-{settings.topics.events}" in done.stderr
     assert "driftline topics create" in done.stderr
+
+
+def test_keygen_writes_a_private_key_only_its_owner_can_read(tmp_path: Path) -> None:
+    from driftline.models.signing import example_version, key_id, sign_version, verify_version
+
+    result = CliRunner().invoke(main, ["models", "keygen", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    private, public = (tmp_path / "signing.key"), (tmp_path / "signing.pub")
+    assert private.stat().st_mode & 0o777 == 0o600
+    pem = public.read_bytes()
+    verify_version(sign_version(example_version(), private.read_bytes()), {key_id(pem): pem})
+    again = CliRunner().invoke(main, ["models", "keygen", "--out", str(tmp_path)])
+    assert again.exit_code == 2  # never overwrites a key

@@ -135,3 +135,33 @@ def models_bootstrap(
         )
     accuracy = config.metrics.get("holdout_accuracy", float("nan"))
     click.echo(f"Wrote {out} ({config.name} v{config.version}, holdout accuracy {accuracy:.3f}).")
+
+
+@models.command("keygen")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory for signing.key (private, mode 600) and signing.pub.",
+)
+def models_keygen(out: Path) -> None:
+    """Create an Ed25519 key pair for signing model versions.
+
+    Trainers keep signing.key; processors get signing.pub only, and refuse versions it does not verify.
+    """
+    import os
+
+    from driftline.models.signing import generate_keys, key_id
+
+    private, public = generate_keys()
+    out.mkdir(parents=True, exist_ok=True)
+    key_file = out / "signing.key"
+    if key_file.exists():
+        raise click.UsageError(f"{key_file} exists; remove it first if you really mean to replace the key.")
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        sink.write(private)
+    (out / "signing.pub").write_bytes(public)
+    click.echo(
+        f"Wrote {key_file} (keep it with the trainers) and {out / 'signing.pub'} (key id {key_id(public)})."
+    )

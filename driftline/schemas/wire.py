@@ -125,7 +125,13 @@ class SchemaStore:
 
 
 # Bundled schemas, oldest version first within a name.
-BUILTIN_SCHEMA_FILES = ("input_event.v1.avsc", "input_event.avsc", "prediction.avsc", "label.avsc")
+BUILTIN_SCHEMA_FILES = (
+    "input_event.v1.avsc",
+    "input_event.avsc",
+    "prediction.avsc",
+    "label.avsc",
+    "model_version.avsc",
+)
 
 
 def builtin_store() -> SchemaStore:
