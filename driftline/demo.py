@@ -39,18 +39,6 @@ class DemoOptions:
     timeout_s: float = 180.0
 
 
-def _read_all(settings: Settings, topic: str, expected: int, deadline: float) -> list[Any]:
-    consumer = kafka.consumer(settings, f"demo-reader-{uuid.uuid4().hex[:6]}")
-    consumer.subscribe([topic])
-    out: list[Any] = []
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            out += [m for m in consumer.consume(2000, 0.2) if m.error() is None]
-    finally:
-        consumer.close()
-    return out
-
-
 def run_demo(settings: Settings, opts: DemoOptions, log: Log) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     topics = settings.topics.scoped(f"demo-{run}")
@@ -88,9 +76,13 @@ def run_demo(settings: Settings, opts: DemoOptions, log: Log) -> dict[str, Any]:
                 chunk_size=50,
             )
             deadline = time.monotonic() + opts.timeout_s
-            dead = _read_all(settings, topics.dead_letters, report.malformed, deadline)
-            predictions = _read_all(settings, topics.predictions, opts.events - len(dead), deadline)
-            truth = _read_all(settings, topics.labels, report.labels, deadline)
+            dead = kafka.read_topic(
+                settings, topics.dead_letters, report.malformed, deadline - time.monotonic()
+            )
+            predictions = kafka.read_topic(
+                settings, topics.predictions, opts.events - len(dead), deadline - time.monotonic()
+            )
+            truth = kafka.read_topic(settings, topics.labels, report.labels, deadline - time.monotonic())
     return summarise(predictions, dead, truth, report.events)
 
 

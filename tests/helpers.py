@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,27 +44,8 @@ def read_topic(
     read_committed: bool = False,
     settle: float = 1.0,
 ) -> list[Message]:
-    """Read ``topic`` from the beginning until ``expected`` records arrived (plus ``settle`` seconds
-    to catch extras), or ``timeout``."""
-    consumer = kafka.consumer(
-        settings,
-        f"reader-{uuid.uuid4().hex[:8]}",
-        **{"isolation.level": "read_committed" if read_committed else "read_uncommitted"},
-    )
-    consumer.subscribe([topic])
-    out: list[Message] = []
-    deadline = time.monotonic() + timeout
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline and (settle_until is None or time.monotonic() < settle_until):
-            for m in consumer.consume(1000, 0.2):
-                if m.error() is None:
-                    out.append(m)
-            if settle_until is None and len(out) >= expected:
-                settle_until = time.monotonic() + settle
-    finally:
-        consumer.close()
-    return out
+    """:func:`driftline.streams.kafka.read_topic`, waiting a second after ``expected`` for extras."""
+    return kafka.read_topic(settings, topic, expected, timeout, read_committed=read_committed, settle=settle)
 
 
 def prediction_ids(messages: Sequence[Message]) -> list[str]:

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,23 +154,14 @@ def measure_latency(
 
 def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -> npt.NDArray[np.float64]:
     """Prediction produced minus event time, per event, indexed like the produced events."""
+    predictions = kafka.read_topic(settings, settings.topics.predictions, expected, timeout_s)
+    if len(predictions) < expected:
+        raise RuntimeError(f"only {len(predictions)} of {expected} predictions arrived")
     decoder = AvroDecoder(builtin_store())
-    consumer = kafka.consumer(settings, f"bench-reader-{uuid.uuid4().hex[:6]}")
-    consumer.subscribe([settings.topics.predictions])
     latencies = np.full(expected, np.nan)
-    seen, deadline = 0, time.monotonic() + timeout_s
-    try:
-        while seen < expected and time.monotonic() < deadline:
-            for m in consumer.consume(2000, 0.2):
-                if m.error() is None:
-                    record = decoder.decode(m.value())
-                    index = int(record["event_id"].rsplit("-", 1)[1])
-                    latencies[index] = m.timestamp()[1] - record["event_time"]
-                    seen += 1
-    finally:
-        consumer.close()
-    if seen < expected:
-        raise RuntimeError(f"only {seen} of {expected} predictions arrived")
+    for m in predictions:
+        record = decoder.decode(m.value())
+        latencies[int(record["event_id"].rsplit("-", 1)[1])] = m.timestamp()[1] - record["event_time"]
     return latencies
 
 

@@ -7,10 +7,11 @@ then the role's own defaults, then the caller's overrides.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -43,6 +44,37 @@ def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
 
 def admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.client_config())
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    expected: int,
+    timeout: float = 60.0,
+    *,
+    read_committed: bool = False,
+    settle: float = 0.0,
+) -> list[Message]:
+    """Read ``topic`` from the beginning with a fresh group until ``expected`` records arrived (then
+    ``settle`` more seconds, to catch extras) or ``timeout`` passed; return what was read."""
+    reader = consumer(
+        settings,
+        f"driftline-reader-{uuid.uuid4().hex[:8]}",
+        **{"isolation.level": "read_committed" if read_committed else "read_uncommitted"},
+    )
+    reader.subscribe([topic])
+    out: list[Message] = []
+    now = time.monotonic()
+    deadline, settle_until = now + timeout, None
+    try:
+        while now < deadline and (settle_until is None or now < settle_until):
+            out += [m for m in reader.consume(1000, 0.2) if m.error() is None]
+            now = time.monotonic()
+            if settle_until is None and len(out) >= expected:
+                settle_until = now + settle
+    finally:
+        reader.close()
+    return out
 
 
 def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
