@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,16 +37,8 @@ def produce_raw(settings: Settings, records: Sequence[tuple[bytes, bytes]]) -> N
     assert producer.flush(30) == 0
 
 
-def read_topic(
-    settings: Settings,
-    topic: str,
-    expected: int,
-    timeout: float = 60.0,
-    read_committed: bool = False,
-    settle: float = 1.0,
-) -> list[Message]:
-    """:func:`driftline.streams.kafka.read_topic`, waiting a second after ``expected`` for extras."""
-    return kafka.read_topic(settings, topic, expected, timeout, read_committed=read_committed, settle=settle)
+read_topic = functools.partial(kafka.read_topic, settle=1.0)
+""":func:`driftline.streams.kafka.read_topic`, waiting a second after ``expected`` to catch extras."""
 
 
 def prediction_ids(messages: Sequence[Message]) -> list[str]:
