@@ -38,6 +38,33 @@ def _default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "driftline"
 
 
+ROLES = (
+    "events",
+    "predictions",
+    "dead_letters",
+    "labels",
+    "model_versions",
+    "artifacts",
+    "shadow_predictions",
+    "audit",
+    "drift_alerts",
+    "retrain_requests",
+)
+"""Every topic role, in the order ``topics create`` lists them."""
+
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(30 * 24 * 3600 * 1000)}
+"""Control topics keep the latest record per key, and every record for 30 days at least (the audit
+history of what served when)."""
+
+
+class TopicSpec(BaseModel):
+    """How one topic is created."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = Field(default_factory=dict)
+
+
 class Topics(BaseModel):
     """Names and sizes of the topics Driftline uses."""
 
@@ -48,26 +75,72 @@ class Topics(BaseModel):
         description="Events that could not be handled: original bytes plus reason headers.",
     )
     labels: str = Field("driftline.labels", description="Late ground-truth labels, keyed by event id.")
-    partitions: int = Field(4, ge=1, description="Partitions for every topic created by Driftline.")
+    model_versions: str = Field(
+        "driftline.model-versions",
+        description="The model registry: signed ModelVersion records, one partition, compacted.",
+    )
+    artifacts: str = Field(
+        "driftline.artifacts", description="Model artifacts in chunks keyed <sha256>:<index>, compacted."
+    )
+    shadow_predictions: str = Field(
+        "driftline.shadow-predictions", description="Predictions of a shadow version, for comparison."
+    )
+    audit: str = Field(
+        "driftline.audit", description="What the services did with model versions: swaps and refusals."
+    )
+    drift_alerts: str = Field("driftline.drift-alerts", description="Drift alerts for users.")
+    retrain_requests: str = Field(
+        "driftline.retrain-requests", description="Retraining requests from the drift monitor."
+    )
+    partitions: int = Field(4, ge=1, description="Partitions for every data topic created by Driftline.")
     replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
 
     def all_names(self) -> list[str]:
-        return [self.events, self.predictions, self.dead_letters, self.labels]
+        return [getattr(self, role) for role in ROLES]
+
+    def specs(self) -> list[TopicSpec]:
+        """How each topic is created: the registry is one compacted partition (a total order of
+        changes); artifacts are compacted; the rest are data topics of ``partitions`` partitions."""
+        special = {
+            self.model_versions: TopicSpec(name=self.model_versions, partitions=1, config=COMPACTED),
+            self.artifacts: TopicSpec(name=self.artifacts, partitions=self.partitions, config=COMPACTED),
+        }
+        return [special.get(n) or TopicSpec(name=n, partitions=self.partitions) for n in self.all_names()]
 
     def scoped(self, prefix: str, partitions: int | None = None) -> Topics:
         """Topics of their own for one run (demo, bench, a test), named ``<prefix>.<role>``.
 
         >>> Topics().scoped("demo-1a2b").predictions
         'demo-1a2b.predictions'
+        >>> Topics().scoped("demo-1a2b").model_versions
+        'demo-1a2b.model-versions'
         """
+        names = {role: f"{prefix}.{role.replace('_', '-')}" for role in ROLES}
         return Topics(
-            events=f"{prefix}.events",
-            predictions=f"{prefix}.predictions",
-            dead_letters=f"{prefix}.dead-letters",
-            labels=f"{prefix}.labels",
+            **names,
             partitions=self.partitions if partitions is None else partitions,
             replication_factor=self.replication_factor,
         )
+
+    def environment(self) -> dict[str, str]:
+        """These topics as ``DRIFTLINE_TOPICS__*`` variables, for a child process."""
+        env = {f"DRIFTLINE_TOPICS__{role.upper()}": getattr(self, role) for role in ROLES}
+        env["DRIFTLINE_TOPICS__PARTITIONS"] = str(self.partitions)
+        env["DRIFTLINE_TOPICS__REPLICATION_FACTOR"] = str(self.replication_factor)
+        return env
+
+
+class Signing(BaseModel):
+    """Where the keys that sign and verify model versions live."""
+
+    private_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) of trainers and operators. Default: <home>/keys/signing.key.",
+    )
+    public_keys: list[Path] = Field(
+        default_factory=list,
+        description="Trusted public keys (PEM). Default: <home>/keys/signing.pub.",
+    )
 
 
 class Settings(BaseSettings):
@@ -93,6 +166,8 @@ class Settings(BaseSettings):
         default_factory=dict, description="Extra Schema Registry client settings (basic.auth.*)."
     )
     topics: Topics = Field(default_factory=Topics)
+    model_name: str = Field("driftline", description="The model that `serve` serves from the registry.")
+    signing: Signing = Field(default_factory=Signing)
     home: Path = Field(default_factory=_default_home, description="Local broker data and state.")
     cache_dir: Path = Field(default_factory=_default_cache, description="Cache for the broker jars.")
 
@@ -119,6 +194,12 @@ class Settings(BaseSettings):
                 "--bootstrap-servers / set DRIFTLINE_BOOTSTRAP_SERVERS."
             )
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+
+    def private_key_path(self) -> Path:
+        return self.signing.private_key or self.home / "keys" / "signing.key"
+
+    def public_key_paths(self) -> list[Path]:
+        return self.signing.public_keys or [self.home / "keys" / "signing.pub"]
 
     def registry_config(self) -> dict[str, Any] | None:
         if not self.schema_registry_url:

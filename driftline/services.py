@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,16 +27,13 @@ def driftline_command(settings: Settings, *args: str) -> list[str]:
 
 
 def topic_environment(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process the same topic names (and client settings)."""
-    t = settings.topics
-    env = {
-        **os.environ,
-        "DRIFTLINE_TOPICS__EVENTS": t.events,
-        "DRIFTLINE_TOPICS__PREDICTIONS": t.predictions,
-        "DRIFTLINE_TOPICS__DEAD_LETTERS": t.dead_letters,
-        "DRIFTLINE_TOPICS__LABELS": t.labels,
-        "DRIFTLINE_TOPICS__PARTITIONS": str(t.partitions),
-    }
+    """The environment that gives a child process the same topics, model, keys and client settings."""
+    env = {**os.environ, **settings.topics.environment(), "DRIFTLINE_MODEL_NAME": settings.model_name}
+    signing = settings.signing
+    if signing.private_key is not None:
+        env["DRIFTLINE_SIGNING__PRIVATE_KEY"] = str(signing.private_key)
+    if signing.public_keys:
+        env["DRIFTLINE_SIGNING__PUBLIC_KEYS"] = json.dumps([str(k) for k in signing.public_keys])
     for key, value in settings.kafka.items():
         env[f"DRIFTLINE_KAFKA__{key}"] = value
     return env

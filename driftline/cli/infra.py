@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import click
 
@@ -81,87 +80,3 @@ def topics_create(settings: Settings) -> None:
     created = create_topics(settings)
     for name in settings.topics.all_names():
         click.echo(f"{name}: {'created' if name in created else 'exists'}")
-
-
-# -- models ------------------------------------------------------------------------------------
-
-
-@main.group()
-def models() -> None:
-    """Model artifacts (safetensors weights + JSON config naming a known architecture)."""
-
-
-@models.command("bootstrap")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Directory to write the artifact to.",
-)
-@click.option("--generator", type=click.Choice(["agrawal", "sea"]), default="agrawal", show_default=True)
-@click.option("--count", default=20000, show_default=True, help="Training rows.")
-@click.option("--seed", default=7, show_default=True)
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--architecture", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True)
-@click.option("--name", default=None, help="Model name (default: the generator's name).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def models_bootstrap(
-    out: Path,
-    generator: str,
-    count: int,
-    seed: int,
-    epochs: int,
-    architecture: str,
-    name: str | None,
-    device: str,
-) -> None:
-    """Train a first model on River's synthetic stream and write it as an artifact."""
-    from rich.progress import Progress
-
-    from driftline.trainers import bootstrap_model
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task("training", total=epochs)
-        config = bootstrap_model(
-            out,
-            generator,
-            count=count,
-            seed=seed,
-            epochs=epochs,
-            architecture=architecture,
-            name=name,
-            device=device,
-            on_epoch=lambda _e, _l: progress.advance(task),
-        )
-    accuracy = config.metrics.get("holdout_accuracy", float("nan"))
-    click.echo(f"Wrote {out} ({config.name} v{config.version}, holdout accuracy {accuracy:.3f}).")
-
-
-@models.command("keygen")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Directory for signing.key (private, mode 600) and signing.pub.",
-)
-def models_keygen(out: Path) -> None:
-    """Create an Ed25519 key pair for signing model versions.
-
-    Trainers keep signing.key; processors get signing.pub only, and refuse versions it does not verify.
-    """
-    import os
-
-    from driftline.models.signing import generate_keys, key_id
-
-    private, public = generate_keys()
-    out.mkdir(parents=True, exist_ok=True)
-    key_file = out / "signing.key"
-    if key_file.exists():
-        raise click.UsageError(f"{key_file} exists; remove it first if you really mean to replace the key.")
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as sink:
-        sink.write(private)
-    (out / "signing.pub").write_bytes(public)
-    click.echo(
-        f"Wrote {key_file} (keep it with the trainers) and {out / 'signing.pub'} (key id {key_id(public)})."
-    )

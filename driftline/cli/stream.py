@@ -25,8 +25,20 @@ log = logging.getLogger("driftline")
     "--model",
     "model_dir",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Model artifact directory.",
+    default=None,
+    help="Serve this local artifact directory and ignore the registry (no hot swap).",
+)
+@click.option(
+    "--model-name",
+    default=None,
+    help="The model to serve from the registry topic [default: the configured model_name, 'driftline'].",
+)
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    help="Public key(s) whose signatures are trusted [default: <home>/keys/signing.pub]. Repeatable.",
 )
 @click.option(
     "--group",
@@ -64,7 +76,9 @@ log = logging.getLogger("driftline")
 @click.pass_obj
 def serve(
     settings: Settings,
-    model_dir: Path,
+    model_dir: Path | None,
+    model_name: str | None,
+    trusted_keys: tuple[Path, ...],
     group: str,
     instance_id: str,
     max_batch: int,
@@ -77,18 +91,33 @@ def serve(
 ) -> None:
     """Consume events, predict in micro-batches, publish one prediction per event.
 
+    The model comes from the registry topic: serve reads it from the beginning, loads the live
+    version of --model-name, and keeps watching. A new live version is fetched, verified against the
+    trusted keys, loaded and warmed up in the background, then swapped in between two batches; a
+    shadow version scores the same batches to the shadow-predictions topic. Versions that fail
+    verification are refused (log, metric, audit topic) and serving goes on. With --model, a local
+    artifact is served instead and the registry is ignored.
+
     Offsets are committed only after the batch's predictions and dead letters are acknowledged
     (at-least-once), or inside the batch's transaction (--exactly-once). Bad events go to the
     dead-letter topic with their original bytes and the reason. Stop with SIGTERM or Ctrl-C.
     """
     from driftline.monitoring import ServeMetrics
+    from driftline.streams.app import serve_until_stopped
     from driftline.streams.kafka import require_topics, wait_for_cluster
-    from driftline.streams.serve import ServeOptions, build_processor
+    from driftline.streams.serve import ServeOptions
 
     settings = cluster_settings(settings)
+    if trusted_keys:
+        settings = settings.model_copy(
+            update={"signing": settings.signing.model_copy(update={"public_keys": list(trusted_keys)})}
+        )
     wait_for_cluster(settings)
     t = settings.topics
-    require_topics(settings, [t.events, t.predictions, t.dead_letters])
+    needed = [t.events, t.predictions, t.dead_letters]
+    if model_dir is None:
+        needed += [t.model_versions, t.artifacts, t.shadow_predictions, t.audit]
+    require_topics(settings, needed)
     options = ServeOptions(
         group_id=group,
         instance_id=instance_id,
@@ -97,31 +126,20 @@ def serve(
         exactly_once=exactly_once,
     )
     metrics = ServeMetrics()
-    processor = build_processor(
-        settings,
-        model_dir,
-        options,
-        device=device,
-        torch_threads=torch_threads,
-        schemas=schemas,
-        metrics=metrics,
-    )
     metrics.serve_http(metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    cfg = processor.core.predictor.config
-    processor.run(
+    serve_until_stopped(
+        settings,
+        options,
         stop,
-        on_ready=lambda: log.info(
-            "serving %s v%s from %s to %s (group %s, %s)",
-            cfg.name,
-            cfg.version,
-            settings.topics.events,
-            settings.topics.predictions,
-            group,
-            "exactly-once" if exactly_once else "at-least-once",
-        ),
+        model_dir=model_dir,
+        model_name=model_name,
+        device=device,
+        torch_threads=torch_threads,
+        schemas=schemas,
+        metrics=metrics,
     )
     log.info("stopped cleanly")
 

@@ -58,18 +58,24 @@ def save_artifact(directory: Path, config: ModelConfig, module: nn.Module) -> Pa
     return directory
 
 
-def load_artifact(directory: Path) -> tuple[ModelConfig, nn.Module]:
-    """Read an artifact directory into a config and an eval-mode module on the CPU."""
+def load_config(directory: Path) -> ModelConfig:
+    """Read and validate an artifact directory's config."""
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise ModelError(
             f"{directory} is not a model artifact: it needs {CONFIG_FILE} and {WEIGHTS_FILE} "
-            "(create one with `driftline train --bootstrap`)."
+            "(create one with `driftline models bootstrap`)."
         )
     try:
-        config = ModelConfig.model_validate(json.loads(config_path.read_text()))
+        return ModelConfig.model_validate(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise ModelError(f"{config_path} is not a valid model config: {exc}") from exc
+
+
+def load_artifact(directory: Path) -> tuple[ModelConfig, nn.Module]:
+    """Read an artifact directory into a config and an eval-mode module on the CPU."""
+    config = load_config(directory)
+    weights_path = directory / WEIGHTS_FILE
     module = build_module(config)
     try:
         module.load_state_dict(load_file(str(weights_path)))

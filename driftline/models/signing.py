@@ -59,16 +59,26 @@ def signing_payload(record: Mapping[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def sign_version(record: Mapping[str, Any], private_pem: bytes) -> dict[str, Any]:
-    """A copy of ``record`` with ``key_id`` and ``signature`` filled in."""
+def public_key_of(private_pem: bytes) -> bytes:
+    """The public PEM that verifies what ``private_pem`` signs."""
+    return (
+        _private_key(private_pem)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def _private_key(private_pem: bytes) -> Ed25519PrivateKey:
     private = serialization.load_pem_private_key(private_pem, password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise VerificationError("bad-key", "the private key is not an Ed25519 key")
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    signed = {**record, "key_id": key_id(public_pem)}
-    signed["signature"] = private.sign(signing_payload(signed))
+    return private
+
+
+def sign_version(record: Mapping[str, Any], private_pem: bytes) -> dict[str, Any]:
+    """A copy of ``record`` with ``key_id`` and ``signature`` filled in."""
+    signed = {**record, "key_id": key_id(public_key_of(private_pem))}
+    signed["signature"] = _private_key(private_pem).sign(signing_payload(signed))
     return signed
 
 
@@ -121,6 +131,7 @@ def example_version(**fields: Any) -> dict[str, Any]:
         "metrics": {"accuracy": 0.9, "auc": 0.95},
         "features": ["a", "b"],
         "reference_profile": None,
+        "reason": "published",
         "key_id": "",
         "signature": b"",
     }

@@ -24,6 +24,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SWAP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 
 
@@ -92,6 +93,25 @@ class ServeMetrics:
         )
         self.model = Gauge(
             "driftline_model_info", "The model version in use (value 1).", ["model", "version"], registry=r
+        )
+
+        self.swaps = Counter(
+            "driftline_model_swaps", "Model versions swapped in between batches.", ["role"], registry=r
+        )
+        self.refused = Counter(
+            "driftline_model_versions_refused",
+            "Model versions refused (signature, hash, artifact), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.swap_seconds = Histogram(
+            "driftline_swap_seconds",
+            "From the registry record that made a version live to its first acknowledged prediction.",
+            buckets=SWAP_BUCKETS,
+            registry=r,
+        )
+        self.shadow_predictions = Counter(
+            "driftline_shadow_predictions_produced", "Predictions of the shadow version.", registry=r
         )
 
     def set_model(self, name: str, version: str) -> None:

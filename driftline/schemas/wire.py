@@ -131,6 +131,7 @@ BUILTIN_SCHEMA_FILES = (
     "prediction.avsc",
     "label.avsc",
     "model_version.avsc",
+    "audit_event.avsc",
 )
 
 

@@ -108,13 +108,20 @@ def require_topics(settings: Settings, names: Iterable[str], timeout: float = 30
 def create_topics(settings: Settings, names: Iterable[str] | None = None, timeout: float = 30.0) -> list[str]:
     """Create Driftline's topics that do not exist yet; return the names created (idempotent)."""
     client = admin(settings)
-    wanted = list(names) if names is not None else settings.topics.all_names()
+    specs = {spec.name: spec for spec in settings.topics.specs()}
+    wanted = list(names) if names is not None else list(specs)
     existing = set(client.list_topics(timeout=timeout).topics)
     missing = [n for n in wanted if n not in existing]
     if not missing:
         return []
+    replication = settings.topics.replication_factor
     futures = client.create_topics(
-        [NewTopic(n, settings.topics.partitions, settings.topics.replication_factor) for n in missing],
+        [
+            NewTopic(n, s.partitions, replication, config=s.config)
+            if (s := specs.get(n))
+            else NewTopic(n, settings.topics.partitions, replication)
+            for n in missing
+        ],
         operation_timeout=timeout,
         request_timeout=timeout,
     )

@@ -82,6 +82,8 @@ class BatchResult:
     event_times_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     """Event time of each prediction, for end-to-end latency metrics."""
     inference_seconds: float = 0.0
+    shadow_values: list[bytes] = field(default_factory=list)
+    """The shadow version's predictions of the same events (same keys), when one is set."""
 
 
 @dataclass
@@ -122,6 +124,8 @@ class BatchProcessor:
             load_schema(f).fingerprint: has_source for f, has_source in _INPUT_VERSIONS.items()
         }
         self.predictor = predictor
+        self.shadow: Predictor | None = None
+        """A second model that scores the same rows; its predictions go to the shadow topic."""
 
     @property
     def predictor(self) -> Predictor:
@@ -152,6 +156,17 @@ class BatchProcessor:
         )
         result.keys = [messages[i].key() for i in rows.rows.tolist()]
         result.event_times_ms = rows.event_times
+        if self.shadow is not None:
+            shadow = self.shadow.config
+            result.shadow_values = encode_predictions(
+                self._header,
+                rows.event_ids,
+                rows.event_times,
+                shadow.name,
+                shadow.version,
+                self.shadow.predict_batch(rows.features),
+                (waited * 1000.0).astype(np.float32),
+            )
         return result
 
     def _decode(self, messages: Sequence[SourceMessage], dead: list[DeadLetter]) -> _Rows:

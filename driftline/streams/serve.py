@@ -2,9 +2,13 @@
 
 One loop, one thread::
 
-    consume (micro-batch by size and wait) -> process (decode, infer, encode) -> produce
-        -> at-least-once: flush, then commit the batch's offsets
-        -> exactly-once:  one transaction per batch, offsets sent to it
+    consume (micro-batch by size and wait) -> [swap in a prepared version] -> process (decode, infer,
+        encode) -> produce -> at-least-once: flush, then commit the batch's offsets
+                           -> exactly-once:  one transaction per batch, offsets sent to it
+
+New versions are prepared by a :class:`~driftline.streams.watcher.ModelWatcher` thread and swapped in
+between two batches, so each batch is predicted by exactly one version and inference never waits for
+a download or a load.
 
 Offsets are committed only after every prediction and dead letter of the batch is acknowledged, so a
 crash at any point replays events instead of losing them. On a partition revocation the in-flight
@@ -27,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError
-from driftline.models.runtime import TorchPredictor
+from driftline.models.runtime import Predictor, TorchPredictor
 from driftline.monitoring.metrics import ServeMetrics
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
 from driftline.streams import kafka
@@ -39,6 +43,7 @@ from driftline.streams.processor import (
     SourceMessage,
     header_list,
 )
+from driftline.streams.watcher import Handoff, ModelWatcher
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +133,15 @@ class StreamProcessor:
         core: BatchProcessor,
         options: ServeOptions,
         metrics: ServeMetrics | None = None,
+        watcher: ModelWatcher | None = None,
     ) -> None:
         self.settings = settings
         self.core = core
         self.options = options
         self.metrics = metrics or ServeMetrics()
+        self.watcher = watcher
+        self._awaiting_first: Handoff | None = None
+        """The version swapped in last, until its first prediction is acknowledged."""
         self._batcher = MicroBatcher(options.max_batch, options.max_wait_ms / 1000.0)
         self._pending: Batch[Message] = Batch()
         self._delivery_errors: list[KafkaError] = []
@@ -190,6 +199,7 @@ class StreamProcessor:
         try:
             while not stop.is_set():
                 self._batcher.fill(self._source, self._pending, idle_timeout=0.1)
+                self._apply_handoffs()
                 if self._pending:
                     self._handle(self._pending.take())
                 self._report_lag()
@@ -233,6 +243,71 @@ class StreamProcessor:
             self._pending.take()
         self._uncertain.clear()  # those partitions are no longer ours to commit
         self.metrics.lag.clear()
+
+    # -- model versions ------------------------------------------------------------------------
+
+    def _apply_handoffs(self) -> None:
+        """Swap in whatever the watcher has prepared: between two batches, never inside one."""
+        if self.watcher is None:
+            return
+        for handoff in self.watcher.take():
+            if handoff.role == "live":
+                self._swap_live(handoff)
+            else:
+                self._swap_shadow(handoff)
+
+    def _swap_live(self, handoff: Handoff) -> None:
+        assert handoff.predictor is not None  # live handoffs always carry a model
+        old, new = self.core.predictor.config, handoff.predictor.config
+        self.core.predictor = handoff.predictor
+        shadow = self.core.shadow
+        if shadow is not None and shadow.config.features != new.features:
+            log.warning(
+                "shadow v%s expects other features than live v%s: shadowing stops",
+                shadow.config.version,
+                new.version,
+            )
+            self.core.shadow = None
+        self.metrics.set_model(new.name, new.version)
+        self.metrics.swaps.labels("live").inc()
+        self._awaiting_first = handoff
+        age = time.time() - handoff.control_time_ms / 1000.0
+        log.info(
+            "swapped %s v%s -> v%s between batches (prepared in %.2fs, %.2fs after its registry record)",
+            new.name,
+            old.version,
+            new.version,
+            handoff.load_seconds,
+            age,
+        )
+        self._audit_swap("SWAPPED", handoff, f"replaced v{old.version}")
+
+    def _swap_shadow(self, handoff: Handoff) -> None:
+        predictor, live = handoff.predictor, self.core.predictor.config
+        if predictor is None:
+            if self.core.shadow is not None:
+                log.info("shadowing of v%s ended", self.core.shadow.config.version)
+            self.core.shadow = None
+            return
+        if predictor.config.features != live.features:
+            assert self.watcher is not None
+            self.watcher.refuse(
+                handoff.control_offset,
+                predictor.config.version,
+                "feature-mismatch",
+                f"a shadow takes the live features {live.features}, not {predictor.config.features}",
+            )
+            return
+        self.core.shadow = predictor
+        self.metrics.swaps.labels("shadow").inc()
+        log.info("shadowing %s v%s next to live v%s", live.name, predictor.config.version, live.version)
+        self._audit_swap("SHADOWING", handoff, f"live is v{live.version}")
+
+    def _audit_swap(self, action: str, handoff: Handoff, detail: str) -> None:
+        assert self.watcher is not None
+        assert handoff.predictor is not None
+        config = handoff.predictor.config
+        self.watcher.audit.record(action, config.name, config.version, "ok", detail, handoff.control_offset)
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -286,6 +361,13 @@ class StreamProcessor:
             except BufferError:
                 self._producer.poll(0.05)
                 produce(topic, value, key)
+        shadow_topic = self.settings.topics.shadow_predictions
+        for key, value in zip(result.keys, result.shadow_values, strict=False):
+            try:
+                produce(shadow_topic, value, key)
+            except BufferError:
+                self._producer.poll(0.05)
+                produce(shadow_topic, value, key)
         dlq = self.settings.topics.dead_letters
         for dead in result.dead_letters:
             m = dead.message
@@ -310,6 +392,16 @@ class StreamProcessor:
         m.events.inc(len(batch))
         m.batch_size.observe(len(batch))
         m.predictions.inc(len(result.values))
+        m.shadow_predictions.inc(len(result.shadow_values))
+        if self._awaiting_first is not None and result.values:
+            seconds = time.time() - self._awaiting_first.control_time_ms / 1000.0
+            m.swap_seconds.observe(seconds)
+            log.info(
+                "first prediction of v%s %.2fs after its registry record",
+                self.core.predictor.config.version,
+                seconds,
+            )
+            self._awaiting_first = None
         m.inference_seconds.observe(result.inference_seconds)
         for dead in result.dead_letters:
             m.dead_letters.labels(dead.reason).inc()
@@ -333,7 +425,7 @@ class StreamProcessor:
 
 def build_processor(
     settings: Settings,
-    model_dir: Path,
+    model: Path | Predictor,
     options: ServeOptions,
     *,
     device: str = "auto",
@@ -341,8 +433,10 @@ def build_processor(
     schemas: Sequence[Path] = (),
     registry: RegistryResolver | None = None,
     metrics: ServeMetrics | None = None,
+    watcher: ModelWatcher | None = None,
 ) -> StreamProcessor:
-    """Wire a processor from configuration: schemas, registry, model (warmed up), codecs.
+    """Wire a processor from configuration: schemas, registry, model (a directory, loaded and warmed
+    up here, or a ready predictor), codecs, and the watcher that brings new versions.
 
     ``torch_threads`` bounds PyTorch's CPU threads. One is the right default for the small models of a
     stream processor: more threads spin between batches and take CPU from the Kafka client.
@@ -352,10 +446,14 @@ def build_processor(
     store.add_files(schemas)
     if registry is None:
         registry = RegistryResolver.from_config(settings.registry_config())
-    predictor = TorchPredictor.from_artifact(model_dir, device)
-    predictor.warm_up()
+    if isinstance(model, Path):
+        loaded = TorchPredictor.from_artifact(model, device)
+        loaded.warm_up()
+        predictor: Predictor = loaded
+    else:
+        predictor = model
     encoder = AvroEncoder.for_settings(
         store.latest("io.driftline.Prediction"), registry, f"{settings.topics.predictions}-value"
     )
     core = BatchProcessor(AvroDecoder(store, registry), predictor, encoder)
-    return StreamProcessor(settings, core, options, metrics)
+    return StreamProcessor(settings, core, options, metrics, watcher)

@@ -1,0 +1,293 @@
+"""``driftline models``: artifacts, keys and the registry on the control topic.
+
+Every registry change is a new signed record, so promoting and rolling back need the private key:
+a processor refuses any record its trusted public keys do not verify.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from driftline.cli import cluster_settings, main
+from driftline.config import Settings
+
+
+@main.group()
+def models() -> None:
+    """Model artifacts (safetensors + JSON config naming a known architecture), keys, and the registry.
+
+    \b
+    A typical life:
+      driftline models keygen                   # once; trainers keep signing.key
+      driftline models bootstrap --out m1       # or `driftline train --once`
+      driftline models publish m1 --live        # upload, sign, make it live
+      driftline models publish m2 --shadow      # scored beside the live one
+      driftline models promote driftline 2      # m2 goes live in every `serve`
+      driftline models rollback driftline       # back to version 1
+    """
+
+
+@models.command("bootstrap")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory to write the artifact to.",
+)
+@click.option("--generator", type=click.Choice(["agrawal", "sea"]), default="agrawal", show_default=True)
+@click.option("--count", default=20000, show_default=True, help="Training rows.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--architecture", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True)
+@click.option("--name", default=None, help="Model name [default: the configured model_name, 'driftline'].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.pass_obj
+def models_bootstrap(
+    settings: Settings,
+    out: Path,
+    generator: str,
+    count: int,
+    seed: int,
+    epochs: int,
+    architecture: str,
+    name: str | None,
+    device: str,
+) -> None:
+    """Train a first model on River's synthetic stream and write it as an artifact."""
+    from rich.progress import Progress
+
+    from driftline.trainers import bootstrap_model
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("training", total=epochs)
+        config = bootstrap_model(
+            out,
+            generator,
+            count=count,
+            seed=seed,
+            epochs=epochs,
+            architecture=architecture,
+            name=name or settings.model_name,
+            device=device,
+            on_epoch=lambda _e, _l: progress.advance(task),
+        )
+    accuracy = config.metrics.get("holdout_accuracy", float("nan"))
+    click.echo(f"Wrote {out} ({config.name} v{config.version}, holdout accuracy {accuracy:.3f}).")
+
+
+@models.command("keygen")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Directory for signing.key (private, mode 600) and signing.pub [default: <home>/keys].",
+)
+@click.pass_obj
+def models_keygen(settings: Settings, out: Path | None) -> None:
+    """Create an Ed25519 key pair for signing model versions.
+
+    Trainers keep signing.key; processors get signing.pub only, and refuse versions it does not verify.
+    """
+    import os
+
+    from driftline.models.signing import generate_keys, key_id
+
+    out = out or settings.private_key_path().parent
+    private, public = generate_keys()
+    out.mkdir(parents=True, exist_ok=True)
+    key_file = out / "signing.key"
+    if key_file.exists():
+        raise click.UsageError(f"{key_file} exists; remove it first if you really mean to replace the key.")
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        sink.write(private)
+    (out / "signing.pub").write_bytes(public)
+    click.echo(
+        f"Wrote {key_file} (keep it with the trainers) and {out / 'signing.pub'} (key id {key_id(public)})."
+    )
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def _ledger(settings: Settings, verify: bool) -> tuple[Any, list[Any]]:
+    from driftline.models.control import load_trusted_keys, read_records, verified_ledger
+    from driftline.models.registry import VersionLedger
+
+    records = read_records(settings)
+    if verify:
+        return verified_ledger(records, load_trusted_keys(settings))
+    ledger = VersionLedger()
+    for entry in records:
+        if entry.record is not None:
+            ledger.apply(entry.record, entry.offset)
+    return ledger, []
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@models.command("list")
+@click.option(
+    "--no-verify", is_flag=True, help="Show records without checking signatures (no public key needed)."
+)
+@click.option(
+    "--history", is_flag=True, help="Every record in order (the audit history), not the latest per version."
+)
+@click.pass_obj
+def models_list(settings: Settings, no_verify: bool, history: bool) -> None:
+    """Versions on the registry topic: status, metrics, lineage. Refused records are listed apart."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = cluster_settings(settings)
+    ledger, refused = _ledger(settings, verify=not no_verify)
+    table = Table(
+        "model",
+        "version",
+        "status",
+        "created",
+        "parent",
+        "metrics",
+        "reason",
+        title=settings.topics.model_versions,
+    )
+    for name in ledger.names():
+        state = ledger.state(name)
+        rows = [r for _, r in state.history] if history else list(state.versions.values())
+        for r in rows:
+            metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(r["metrics"].items()))
+            status = f"[bold green]{r['status']}[/]" if r["status"] == "LIVE" and not history else r["status"]
+            table.add_row(
+                name,
+                r["version"],
+                status,
+                _when(r["created_at"]),
+                r["parent_version"] or "",
+                metrics,
+                r.get("reason") or "",
+            )
+    console = Console()
+    console.print(table)
+    for entry, why in refused:
+        console.print(f"[red]refused[/] record at offset {entry.offset}: {why}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.argument("version", required=False)
+@click.pass_obj
+def models_show(settings: Settings, name: str, version: str | None) -> None:
+    """One version's record as JSON (default: the live one)."""
+    settings = cluster_settings(settings)
+    ledger, _ = _ledger(settings, verify=True)
+    record = ledger.version(name, version) if version else ledger.live(name)
+    if record is None:
+        raise click.ClickException(
+            f"{name} has no live version; name one: driftline models show {name} VERSION"
+        )
+    shown = {**record, "signature": bytes(record["signature"]).hex()}
+    click.echo(json.dumps(shown, indent=2, default=str))
+
+
+@models.command("publish")
+@click.argument("artifact", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--live", "status", flag_value="LIVE", help="Make it live at once.")
+@click.option("--shadow", "status", flag_value="SHADOW", help="Score beside the live version.")
+@click.option(
+    "--candidate", "status", flag_value="CANDIDATE", default=True, help="Only register it (default)."
+)
+@click.option(
+    "--uri",
+    default=None,
+    help="Upload to this fsspec URL (file://, s3://, ...) instead of the artifacts topic.",
+)
+@click.option("--parent", default=None, help="The version it was derived from.")
+@click.pass_obj
+def models_publish(
+    settings: Settings, artifact: Path, status: str, uri: str | None, parent: str | None
+) -> None:
+    """Upload ARTIFACT, sign its version record with the private key, and write it to the registry."""
+    from driftline.models.control import load_private_key, publish_version, write_records
+    from driftline.models.registry import promote_records
+    from driftline.models.signing import sign_version
+
+    settings = cluster_settings(settings)
+    private = load_private_key(settings)
+    record = publish_version(settings, artifact, private, uri=uri, parent_version=parent)
+    name, version = record["model_name"], record["version"]
+    if status == "LIVE":
+        ledger, _ = _ledger(settings, verify=False)
+        now = int(time.time() * 1000)
+        write_records(
+            settings, [sign_version(r, private) for r in promote_records(ledger, name, version, now)]
+        )
+    elif status == "SHADOW":
+        from driftline.models.registry import status_record
+
+        write_records(
+            settings, [sign_version(status_record(record, "SHADOW", "published as shadow"), private)]
+        )
+    click.echo(
+        f"Published {name} v{version} ({status.lower()}): {record['artifact_uri']}, "
+        f"sha256 {record['sha256'][:16]}..."
+    )
+
+
+def _change(settings: Settings, plan: str, name: str, version: str | None) -> None:
+    from driftline.models import control
+
+    settings = cluster_settings(settings)
+    private = control.load_private_key(settings)
+    if plan == "promote":
+        assert version is not None
+        records = control.promote(settings, private, name, version)
+    elif plan == "rollback":
+        records = control.rollback(settings, private, name)
+    else:
+        assert version is not None
+        records = control.set_status(settings, private, name, version, plan)
+    for r in records:
+        click.echo(f"{name} v{r['version']}: {r['status']} ({r['reason']})")
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version")
+@click.pass_obj
+def models_promote(settings: Settings, name: str, version: str) -> None:
+    """Make VERSION of NAME live; the live version it replaces is retired. Needs the private key."""
+    _change(settings, "promote", name, version)
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.pass_obj
+def models_rollback(settings: Settings, name: str) -> None:
+    """Make the version that was live before the current one live again. Needs the private key."""
+    _change(settings, "rollback", name, None)
+
+
+@models.command("shadow")
+@click.argument("name")
+@click.argument("version")
+@click.pass_obj
+def models_shadow(settings: Settings, name: str, version: str) -> None:
+    """Score VERSION beside the live one; its predictions go to the shadow-predictions topic."""
+    _change(settings, "SHADOW", name, version)
+
+
+@models.command("retire")
+@click.argument("name")
+@click.argument("version")
+@click.pass_obj
+def models_retire(settings: Settings, name: str, version: str) -> None:
+    """Retire VERSION: a shadow stops shadowing; retiring the live one leaves processors on what they have."""
+    _change(settings, "RETIRED", name, version)
