@@ -72,6 +72,9 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
         "serve_vs_faust",
         "p50_ms",
         "p99_ms",
+        "swap_p99_ms",
+        "steady_p99_ms",
+        "swaps",
     ):
         assert figures[key] > 0, key
     assert figures["serve_vs_faust"] == pytest.approx(figures["serve_eps"] / figures["faust_eps"])

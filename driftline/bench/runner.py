@@ -6,15 +6,21 @@
 3. ``serve`` runs again as ``driftline serve`` on a fresh topic while events arrive at half its
    saturated rate, then at a quarter; latency is each prediction's broker timestamp (set when
    ``serve`` produced it) minus its event time. The load generator and the broker share the machine.
+4. Hot swap: ``serve`` follows a registry topic at half rate while a new version goes live every
+   second. Events whose event time falls within a second after a promotion record (fetch, verify,
+   load, warm-up and swap all happen then) are the swap window; the others are steady state.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from confluent_kafka import Message
 
 from driftline.config import Settings
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
@@ -152,17 +159,109 @@ def measure_latency(
     return {"rate": rate, "events": float(count), "p50_ms": float(p50), "p99_ms": float(p99)}
 
 
-def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -> npt.NDArray[np.float64]:
-    """Prediction produced minus event time, per event, indexed like the produced events."""
-    predictions = kafka.read_topic(settings, settings.topics.predictions, expected, timeout_s)
+SWAP_WINDOW_MS = 1000.0
+SWAP_MIN_SECONDS = 5.0
+"""The swap phase runs at least this long, so that several promotions fall inside it."""
+
+
+def measure_swap(
+    settings: Settings, model_dir: Path, opts: BenchOptions, rate: float, run: str, workdir: Path, log: Log
+) -> dict[str, float]:
+    """Latency while versions go live once a second, against the same run's steady state."""
+    from driftline.models import control
+    from driftline.models.signing import generate_keys
+
+    keys = workdir / "keys"
+    keys.mkdir()
+    private, public = generate_keys()
+    (keys / "signing.pub").write_bytes(public)
+    s = settings.model_copy(
+        update={
+            "topics": settings.topics.scoped(f"bench-{run}.swap"),
+            "model_name": "bench",
+            "signing": settings.signing.model_validate({"public_keys": [keys / "signing.pub"]}),
+        }
+    )
+    kafka.create_topics(s)
+    versions = [_as_version(model_dir, workdir / f"v{v}", "bench", str(v)) for v in (1, 2, 3)]
+    for directory in versions:
+        control.publish_version(s, directory, private)
+    control.promote(s, private, "bench", "1")
+    seconds = max(opts.latency_seconds, SWAP_MIN_SECONDS)
+    warm_up, count = int(rate * WARM_UP_S), max(1000, int(rate * seconds))
+    data = generate("agrawal", warm_up + count, seed=13)
+    encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.InputEvent"))
+    swaps: list[float] = []
+    stop = threading.Event()
+
+    def promote_every_second() -> None:
+        stop.wait(WARM_UP_S + 0.5)
+        version = 1
+        while not stop.wait(1.0):
+            version = 2 if version != 2 else 3
+            control.promote(s, private, "bench", str(version))
+            swaps.append(time.time() * 1000.0)
+
+    serve_args = ["serve", "--device", opts.device, "--group", f"bench-swap-{run}"]
+    with service(s, workdir / "serve-swap.log", *serve_args, ready=SERVE_READY) as running:
+        log(f"hot swap: {count:,} events at {rate:,.0f}/s, a new live version every second")
+        promoter = threading.Thread(target=promote_every_second, daemon=True)
+        promoter.start()
+        try:
+            produce_stream(s, data, encoder, None, run_id=run, rate=rate, chunk_size=20)
+        finally:
+            stop.set()
+            promoter.join(30)
+        predictions = kafka.read_topic(s, s.topics.predictions, warm_up + count, opts.timeout_s)
+        swapped = running.output().count("swapped bench")
+    latencies, event_times = _latencies_and_times(predictions, warm_up + count)
+    latencies, event_times = latencies[warm_up:], event_times[warm_up:]
+    in_window = np.zeros(len(event_times), dtype=bool)
+    for t in swaps:
+        in_window |= (event_times >= t) & (event_times < t + SWAP_WINDOW_MS)
+    if not in_window.any() or in_window.all():
+        raise RuntimeError(f"no usable swap windows ({len(swaps)} promotions, {swapped} swaps)")
+    swap_p50, swap_p99 = np.nanpercentile(latencies[in_window], [50, 99])
+    steady_p50, steady_p99 = np.nanpercentile(latencies[~in_window], [50, 99])
+    return {
+        "rate": rate,
+        "promotions": float(len(swaps)),
+        "swaps": float(swapped),
+        "swap_events": float(in_window.sum()),
+        "swap_p50_ms": float(swap_p50),
+        "swap_p99_ms": float(swap_p99),
+        "steady_p50_ms": float(steady_p50),
+        "steady_p99_ms": float(steady_p99),
+    }
+
+
+def _as_version(model_dir: Path, target: Path, name: str, version: str) -> Path:
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "name": name, "version": version}))
+    return target
+
+
+def _latencies_and_times(
+    predictions: list[Message], expected: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per produced event (by index): prediction time minus event time, and the event time (ms)."""
     if len(predictions) < expected:
         raise RuntimeError(f"only {len(predictions)} of {expected} predictions arrived")
     decoder = AvroDecoder(builtin_store())
-    latencies = np.full(expected, np.nan)
+    latencies, times = np.full(expected, np.nan), np.full(expected, np.nan)
     for m in predictions:
         record = decoder.decode(m.value())
-        latencies[int(record["event_id"].rsplit("-", 1)[1])] = m.timestamp()[1] - record["event_time"]
-    return latencies
+        index = int(record["event_id"].rsplit("-", 1)[1])
+        latencies[index] = m.timestamp()[1] - record["event_time"]
+        times[index] = record["event_time"]
+    return latencies, times
+
+
+def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -> npt.NDArray[np.float64]:
+    """Prediction produced minus event time, per event, indexed like the produced events."""
+    predictions = kafka.read_topic(settings, settings.topics.predictions, expected, timeout_s)
+    return _latencies_and_times(predictions, expected)[0]
 
 
 def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log) -> dict[str, Any]:
@@ -173,6 +272,7 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         quarter = measure_latency(
             settings, model_dir, opts, tput["serve"]["eps"] / 4, f"{run}q", Path(tmp), log
         )
+        swap = measure_swap(settings, model_dir, opts, tput["serve"]["eps"] / 2, f"{run}s", Path(tmp), log)
     passthrough, serve, faust = (tput[k]["eps"] for k in ("passthrough", "serve", "faust"))
     return {
         "events": opts.events,
@@ -189,6 +289,14 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         "quarter_rate_eps": quarter["rate"],
         "quarter_p50_ms": quarter["p50_ms"],
         "quarter_p99_ms": quarter["p99_ms"],
+        "swap_rate_eps": swap["rate"],
+        "swaps": swap["swaps"],
+        "swap_events": swap["swap_events"],
+        "swap_p50_ms": swap["swap_p50_ms"],
+        "swap_p99_ms": swap["swap_p99_ms"],
+        "steady_p50_ms": swap["steady_p50_ms"],
+        "steady_p99_ms": swap["steady_p99_ms"],
+        "swap_vs_steady_p99": swap["swap_p99_ms"] / swap["steady_p99_ms"],
         "cpus": os.cpu_count(),
         "max_batch": opts.max_batch,
     }

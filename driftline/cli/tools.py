@@ -124,7 +124,8 @@ def bench(
 
     Every contender reads the same events from the same broker in its own process; throughput runs
     from the first event consumed to the last output acknowledged. Latency is measured with events
-    offered at half of serve's saturated rate (prediction produced minus event time).
+    offered at half of serve's saturated rate (prediction produced minus event time), at a quarter,
+    and at half rate again while a new model version goes live every second (hot swap).
     """
     import tempfile
 
@@ -171,6 +172,11 @@ def bench(
                 "latency p50 / p99, quarter rate",
                 f"{r['quarter_p50_ms']:.0f} / {r['quarter_p99_ms']:.0f} ms"
                 f" at {r['quarter_rate_eps']:,.0f} events/s",
+            ),
+            (
+                "p99 during hot swaps / steady",
+                f"{r['swap_p99_ms']:.0f} / {r['steady_p99_ms']:.0f} ms ({r['swap_vs_steady_p99']:.2f}x;"
+                f" {r['swaps']:.0f} swaps at {r['swap_rate_eps']:,.0f} events/s)",
             ),
         ],
         r if as_json else None,
