@@ -13,16 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Message
 from prometheus_client import generate_latest
 
+from driftline.cli import main
 from driftline.config import Settings
+from driftline.errors import ConfigError
 from driftline.models import control
 from driftline.models.packing import pack_artifact, sha256_hex, split
 from driftline.models.signing import generate_keys, key_id, sign_version
 from driftline.models.transport import CHUNKS_HEADER, artifact_partition
 from driftline.monitoring import ServeMetrics
-from driftline.services import SERVE_READY, service
+from driftline.services import SERVE_READY, service, topic_environment
 from driftline.streams import kafka
 from driftline.streams.app import serve_until_stopped
 from driftline.streams.serve import ServeOptions
@@ -194,6 +197,37 @@ def test_a_processor_started_later_serves_the_current_live_version(
         assert "loaded agrawal v2 from the registry" in running.output()
     assert set(predicted_versions(predictions).values()) == {"2"}
     assert len(predictions) == len(ids)
+
+
+def test_the_models_commands_drive_the_registry(registry: Settings, model_dir: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {
+        **topic_environment(registry),
+        "DRIFTLINE_SIGNING__PRIVATE_KEY": "",
+        "DRIFTLINE_SIGNING__PUBLIC_KEYS": "[]",
+    }
+    env = {k: v for k, v in env.items() if not k.startswith("DRIFTLINE_SIGNING")}
+    cli = ["--home", str(home), "-b", str(registry.bootstrap_servers)]
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(main, [*cli, *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    no_key = CliRunner().invoke(main, [*cli, "models", "publish", str(model_dir)], env=env)
+    assert isinstance(no_key.exception, ConfigError)  # `driftline` prints it as one line, exit code 2
+    assert "driftline models keygen" in str(no_key.exception)
+    run("models", "keygen")
+    assert (home / "keys" / "signing.key").stat().st_mode & 0o077 == 0
+    run("models", "publish", str(versioned(model_dir, tmp_path, "1")), "--live")
+    run("models", "publish", str(versioned(model_dir, tmp_path, "2")), "--shadow")
+    assert "agrawal v2: LIVE" in run("models", "promote", MODEL, "2")
+    assert "agrawal v1: LIVE (rollback from v2" in run("models", "rollback", MODEL)
+    history = run("models", "list", "--history")
+    statuses = [line.split("│")[3].strip() for line in history.splitlines() if "│ agrawal" in line]
+    assert statuses == ["CANDIDATE", "LIVE", "CANDIDATE", "SHADOW", "LIVE", "RETIRED", "LIVE", "RETIRED"]
+    shown = json.loads(run("models", "show", MODEL))
+    assert (shown["version"], shown["status"]) == ("1", "LIVE")
 
 
 def runs(sequence: list[str]) -> list[str]:
