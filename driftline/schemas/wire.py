@@ -132,6 +132,8 @@ BUILTIN_SCHEMA_FILES = (
     "label.avsc",
     "model_version.avsc",
     "audit_event.avsc",
+    "drift_alert.avsc",
+    "retrain_request.avsc",
 )
 
 
