@@ -49,6 +49,7 @@ ROLES = (
     "audit",
     "drift_alerts",
     "retrain_requests",
+    "monitor_state",
 )
 """Every topic role, in the order ``topics create`` lists them."""
 
@@ -92,6 +93,10 @@ class Topics(BaseModel):
     retrain_requests: str = Field(
         "driftline.retrain-requests", description="Retraining requests from the drift monitor."
     )
+    monitor_state: str = Field(
+        "driftline.monitor-state",
+        description="The drift monitor's checkpoints (detector state and input positions), compacted.",
+    )
     partitions: int = Field(4, ge=1, description="Partitions for every data topic created by Driftline.")
     replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
 
@@ -99,11 +104,12 @@ class Topics(BaseModel):
         return [getattr(self, role) for role in ROLES]
 
     def specs(self) -> list[TopicSpec]:
-        """How each topic is created: the registry is one compacted partition (a total order of
-        changes); artifacts are compacted; the rest are data topics of ``partitions`` partitions."""
+        """How each topic is created: the registry and the monitor's checkpoints are one compacted
+        partition each; artifacts are compacted; the rest are data topics of ``partitions`` partitions."""
         special = {
             self.model_versions: TopicSpec(name=self.model_versions, partitions=1, config=COMPACTED),
             self.artifacts: TopicSpec(name=self.artifacts, partitions=self.partitions, config=COMPACTED),
+            self.monitor_state: TopicSpec(name=self.monitor_state, partitions=1, config=COMPACTED),
         }
         return [special.get(n) or TopicSpec(name=n, partitions=self.partitions) for n in self.all_names()]
 

@@ -97,3 +97,6 @@ def service(
 
 SERVE_READY = "serving "
 """What ``driftline serve`` logs once it has joined its group and is consuming."""
+
+MONITOR_READY = "watching "
+"""What ``driftline monitor`` logs once it has restored its state and reads its inputs."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,3 +56,16 @@ def serving(settings: Settings, model_dir: Path, log: Path, *args: str) -> Itera
     """Run `driftline serve` as a separate process until the block ends."""
     with service(settings, log, "serve", "--model", str(model_dir), *args, ready=SERVE_READY) as running:
         yield running
+
+
+MODEL = "agrawal"
+"""The test model's name (see the ``model_dir`` fixture)."""
+
+
+def versioned(model_dir: Path, root: Path, version: str) -> Path:
+    """The test model as another version (same weights, its own config and hash)."""
+    target = root / f"v{version}"
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "version": version}))
+    return target

@@ -38,6 +38,8 @@ COMMANDS = [
     ["tail"],
     ["demo"],
     ["bench"],
+    ["bench", "drift"],
+    ["monitor"],
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import threading
 import time
 from collections import Counter, defaultdict
@@ -29,39 +28,10 @@ from driftline.services import SERVE_READY, service, topic_environment
 from driftline.streams import kafka
 from driftline.streams.app import serve_until_stopped
 from driftline.streams.serve import ServeOptions
-from tests.helpers import DECODER, produce_events, read_topic
+from tests.helpers import DECODER, MODEL, produce_events, read_topic, versioned
 from tests.test_serve import _produce_in_background
 
 pytestmark = pytest.mark.kafka
-
-MODEL = "agrawal"
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    private, public = generate_keys()
-    (directory / "signing.key").write_bytes(private)
-    (directory / "signing.pub").write_bytes(public)
-    return directory
-
-
-@pytest.fixture
-def registry(settings: Settings, keys: Path) -> Settings:
-    """Test settings whose processors trust the session's key and serve the test model."""
-    signing = {"private_key": keys / "signing.key", "public_keys": [keys / "signing.pub"]}
-    return settings.model_copy(
-        update={"model_name": MODEL, "signing": settings.signing.model_validate(signing)}
-    )
-
-
-def versioned(model_dir: Path, root: Path, version: str) -> Path:
-    """The test model as another version (same weights, its own config and hash)."""
-    target = root / f"v{version}"
-    shutil.copytree(model_dir, target)
-    config = json.loads((target / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps({**config, "version": version}))
-    return target
 
 
 def predicted_versions(messages: list[Message]) -> dict[str, str]:

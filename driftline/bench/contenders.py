@@ -101,6 +101,28 @@ def run_serve(
     return _report(processor.handled, n_events, processor.first_arrival, processor.last_commit)
 
 
+def run_monitor(settings: Settings, n_events: int, model_name: str, timeout_s: float) -> dict[str, float]:
+    """``driftline monitor`` over ``n_events`` events, their predictions and their labels (3 records
+    per event), timed from the first record read to the checkpoint after the last."""
+    from driftline.models.control import load_trusted_keys
+    from driftline.monitoring.service import MonitorOptions, MonitorService
+
+    service = MonitorService(settings, model_name, load_trusted_keys(settings), MonitorOptions())
+    deadline = time.monotonic() + timeout_s
+    first: list[float] = []
+
+    def done() -> bool:
+        read = service.records_read()
+        if not first and any(read.values()):
+            first.append(time.monotonic())
+        return min(read.values()) >= n_events or time.monotonic() > deadline
+
+    service.run(done)
+    end = time.monotonic()
+    seen = min(service.records_read().values())
+    return {**_report(seen, n_events, first[0] if first else None, end), "records": 3.0 * seen}
+
+
 def _report(seen: int, wanted: int, first: float | None, end: float | None) -> dict[str, float]:
     if seen < wanted or first is None or end is None:
         raise RuntimeError(f"only {seen} of {wanted} events were handled before the timeout")
@@ -112,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("contender", choices=["passthrough", "serve"])
+    parser.add_argument("contender", choices=["passthrough", "serve", "monitor"])
     parser.add_argument("-b", "--bootstrap-servers", required=True)
     parser.add_argument("--in-topic", required=True)
     parser.add_argument("--out-topic", required=True)
@@ -122,11 +144,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--exactly-once", action="store_true")
+    parser.add_argument("--scope", help="monitor: the prefix of the run's other topics (Topics.scoped)")
+    parser.add_argument("--trusted-key", type=Path, help="monitor: the public key of the registry")
+    parser.add_argument("--model-name", default="bench")
     args = parser.parse_args(argv)
     topics = Topics(events=args.in_topic, predictions=args.out_topic, dead_letters=f"{args.out_topic}.dlq")
+    if args.scope:
+        topics = (
+            Topics()
+            .scoped(args.scope)
+            .model_copy(update={"events": args.in_topic, "predictions": args.out_topic})
+        )
     settings = load_settings(bootstrap_servers=args.bootstrap_servers).model_copy(update={"topics": topics})
+    if args.trusted_key:
+        settings = settings.model_copy(
+            update={"signing": settings.signing.model_validate({"public_keys": [args.trusted_key]})}
+        )
     if args.contender == "passthrough":
         report = run_passthrough(settings, args.events, args.max_batch, args.timeout)
+    elif args.contender == "monitor":
+        report = run_monitor(settings, args.events, args.model_name, args.timeout)
     else:
         report = run_serve(
             settings, args.events, args.model, args.max_batch, args.timeout, args.device, args.exactly_once

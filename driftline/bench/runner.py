@@ -66,11 +66,14 @@ def measure_throughput(
 ) -> dict[str, dict[str, float]]:
     base = settings.model_copy(update={"topics": settings.topics.scoped(f"bench-{run}.tput")})
     outs = {name: f"{base.topics.events}.{name}" for name in ("passthrough", "serve", "serve_eos", "faust")}
-    kafka.create_topics(base, [base.topics.events, base.topics.dead_letters, *outs.values()])
+    kafka.create_topics(base)
+    kafka.create_topics(base, list(outs.values()))
     data = generate("agrawal", opts.events, seed=11)
-    encoder = AvroEncoder.single_object(builtin_store().latest("io.driftline.InputEvent"))
-    log(f"producing {opts.events:,} events to {base.topics.events}")
-    produce_stream(base, data, encoder, None, run_id=run)
+    store = builtin_store()
+    encoder = AvroEncoder.single_object(store.latest("io.driftline.InputEvent"))
+    labels = AvroEncoder.single_object(store.latest("io.driftline.Label"))
+    log(f"producing {opts.events:,} events (and their labels) to {base.topics.events}")
+    produce_stream(base, data, encoder, labels, run_id=run)
     common = [
         "-b",
         str(base.bootstrap_servers),
@@ -114,6 +117,20 @@ def measure_throughput(
     results["serve_eos"] = _contender(
         [*serve, "--out-topic", outs["serve_eos"], "--exactly-once"], opts.timeout_s
     )
+    log("monitor (events, serve's predictions and labels: 3 records per event)")
+    results["monitor"] = _contender(
+        [
+            "driftline.bench.contenders",
+            "monitor",
+            *common,
+            "--out-topic",
+            outs["serve"],
+            "--events",
+            str(opts.events),
+            *_registry_for_monitor(base, model_dir, run),
+        ],
+        opts.timeout_s,
+    )
     n_faust = min(opts.faust_events, opts.events)
     log(f"faust agent (stream.take batching) on the first {n_faust:,} events")
     results["faust"] = _contender(
@@ -135,6 +152,22 @@ def measure_throughput(
         opts.timeout_s,
     )
     return results
+
+
+def _registry_for_monitor(settings: Settings, model_dir: Path, run: str) -> list[str]:
+    """Publish the bench model (with its reference profile when it has one) as the live version of
+    the run's registry; return the monitor contender's arguments."""
+    from driftline.models import control
+    from driftline.models.artifact import load_config
+    from driftline.models.signing import generate_keys
+
+    private, public = generate_keys()
+    key_file = Path(tempfile.mkdtemp(prefix="driftline-bench-keys-")) / "signing.pub"
+    key_file.write_bytes(public)
+    name = load_config(model_dir).name
+    record = control.publish_version(settings, model_dir, private)
+    control.promote(settings, private, name, record["version"])
+    return ["--scope", f"bench-{run}.tput", "--trusted-key", str(key_file), "--model-name", name]
 
 
 WARM_UP_S = 2.0
@@ -281,6 +314,8 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         "serve_eps": serve,
         "serve_exactly_once_eps": tput["serve_eos"]["eps"],
         "faust_eps": faust,
+        "monitor_eps": tput["monitor"]["eps"],
+        "monitor_vs_serve": tput["monitor"]["eps"] / serve,
         "serve_vs_passthrough": serve / passthrough,
         "serve_vs_faust": serve / faust,
         "latency_rate_eps": half["rate"],

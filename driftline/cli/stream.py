@@ -255,3 +255,129 @@ def tail_cmd(
         idle_timeout=timeout,
         read_committed=read_committed,
     )
+
+
+# -- monitor -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--model-name",
+    default=None,
+    help="The model to watch [default: the configured model_name, 'driftline'].",
+)
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    help="Public key(s) whose registry records are trusted [default: <home>/keys/signing.pub].",
+)
+@click.option(
+    "--label-ttl-s", default=600.0, show_default=True, help="How long a prediction waits for its label."
+)
+@click.option(
+    "--update-interval-s",
+    default=30.0,
+    show_default=True,
+    help="At most one UPDATE per open alert in this time.",
+)
+@click.option(
+    "--cooldown-s",
+    default=600.0,
+    show_default=True,
+    help="At most one retraining request per model in this time.",
+)
+@click.option(
+    "--retrain-events",
+    default=20000,
+    show_default=True,
+    help="Events after the alert that a retraining request asks the trainer to learn from.",
+)
+@click.option(
+    "--retrain-on",
+    default="CONCEPT,PREDICTION,DATA",
+    show_default=True,
+    help="Alert kinds that request retraining (comma-separated; empty: never).",
+)
+@click.option(
+    "--from-end", is_flag=True, help="Without a checkpoint, start at the inputs' end, not their beginning."
+)
+@click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
+@click.pass_obj
+def monitor(
+    settings: Settings,
+    model_name: str | None,
+    trusted_keys: tuple[Path, ...],
+    label_ttl_s: float,
+    update_interval_s: float,
+    cooldown_s: float,
+    retrain_events: int,
+    retrain_on: str,
+    from_end: bool,
+    metrics_port: int,
+) -> None:
+    """Watch inputs, predictions and late labels for drift; publish alerts and retraining requests.
+
+    \b
+    - data drift: input features against the live version's reference profile;
+    - prediction drift: the model's scores against the same profile;
+    - concept drift: labels (keyed by event id, late, any order) joined with predictions, and the
+      error stream through a likelihood-ratio test.
+    Alerts (io.driftline.DriftAlert) go to the drift-alerts topic: one OPEN per drift, UPDATEs at
+    most every --update-interval-s, RESOLVED when a new version goes live. Retraining requests
+    (io.driftline.RetrainRequest) go to retrain-requests, once per live version and cooldown.
+    State is checkpointed with the outputs in one transaction, so a restart resumes where it was;
+    a second monitor for the same model takes over from the first. Stop with SIGTERM or Ctrl-C.
+    """
+    from driftline.models.control import load_trusted_keys
+    from driftline.monitoring.metrics import MonitorMetrics
+    from driftline.monitoring.monitor import MonitorPolicy
+    from driftline.monitoring.service import MonitorOptions, MonitorService
+    from driftline.streams.kafka import require_topics, wait_for_cluster
+
+    settings = cluster_settings(settings)
+    if trusted_keys:
+        settings = settings.model_copy(
+            update={"signing": settings.signing.model_copy(update={"public_keys": list(trusted_keys)})}
+        )
+    wait_for_cluster(settings)
+    t = settings.topics
+    require_topics(
+        settings,
+        [
+            t.events,
+            t.predictions,
+            t.labels,
+            t.model_versions,
+            t.drift_alerts,
+            t.retrain_requests,
+            t.monitor_state,
+        ],
+    )
+    policy = MonitorPolicy(
+        update_interval_ms=int(update_interval_s * 1000),
+        cooldown_ms=int(cooldown_s * 1000),
+        retrain_events=retrain_events,
+        retrain_on=tuple(k.strip().upper() for k in retrain_on.split(",") if k.strip()),
+    )
+    metrics = MonitorMetrics()
+    metrics.serve_http(metrics_port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    name = model_name or settings.model_name
+    service = MonitorService(
+        settings,
+        name,
+        load_trusted_keys(settings),
+        MonitorOptions(policy=policy, label_ttl_s=label_ttl_s, start_from_end=from_end),
+        metrics,
+    )
+    service.run(
+        stop.is_set,
+        on_ready=lambda: log.info(
+            "watching %s for drift: %s, %s, %s", name, t.events, t.predictions, t.labels
+        ),
+    )
+    log.info("stopped cleanly" if not service.fenced else "stopped: another monitor took over")

@@ -7,6 +7,7 @@ is the order of changes, and compaction keeps at least the latest record of ever
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-from confluent_kafka import TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import ConfigError, DecodeError, DeliveryError, VerificationError
@@ -32,6 +33,11 @@ from driftline.models.signing import key_id, public_key_of, sign_version, verify
 from driftline.models.transport import SCHEME, fetch_artifact, publish_artifact
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
 from driftline.streams import kafka
+
+log = logging.getLogger(__name__)
+
+PROFILE_FILE = "reference_profile.json"
+"""A reference profile beside an artifact's two files; ``publish_version`` puts it in the record."""
 
 _STORE = builtin_store()
 _ENCODER = AvroEncoder.single_object(_STORE.latest("io.driftline.ModelVersion"))
@@ -207,11 +213,14 @@ def publish_version(
     metrics: Mapping[str, float] | None = None,
     reference_profile: str | None = None,
     reason: str = "published",
+    request_id: str | None = None,
 ) -> Record:
     """Upload an artifact (to the artifacts topic, or to ``uri`` through fsspec), then sign and write
     its version record. The record is written last, so a crash never leaves a version without its
     artifact."""
     config = load_config(artifact_dir)
+    if reference_profile is None and (artifact_dir / PROFILE_FILE).is_file():
+        reference_profile = (artifact_dir / PROFILE_FILE).read_text()
     data = pack_artifact(artifact_dir)
     if uri is None:
         artifact_uri = publish_artifact(settings, settings.topics.artifacts, data)
@@ -232,12 +241,23 @@ def publish_version(
         "features": list(config.features),
         "reference_profile": reference_profile,
         "reason": reason,
+        "request_id": request_id,
+        "code_version": _code_version(),
         "key_id": "",
         "signature": b"",
     }
     signed = sign_version(record, private_key)
     write_records(settings, [signed])
     return signed
+
+
+def _code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"driftline {version('driftline')}"
+    except PackageNotFoundError:
+        return "driftline (not installed)"
 
 
 def fetch_bytes(settings: Settings, record: Mapping[str, Any], timeout: float = 60.0) -> bytes:
@@ -266,3 +286,74 @@ def materialize(settings: Settings, record: Mapping[str, Any], directory: Path) 
     if actual != claimed:
         raise VerificationError("mismatch", f"the artifact is {actual}, the version record says {claimed}")
     return directory
+
+
+# -- following the registry ----------------------------------------------------------------------
+
+
+class RegistryFollower:
+    """The registry for one model, kept current by polling (for services that need the records, not
+    the models: the drift monitor, the trainers). Records that do not verify are left out."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_name: str,
+        trusted_keys: Mapping[str, bytes],
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model_name = model_name
+        self.ledger = VersionLedger()
+        self._trusted = dict(trusted_keys)
+        self._on_refused = on_refused
+        self._reported: tuple[str, str] | None = None
+        self._topic = settings.topics.model_versions
+        self._consumer = kafka.consumer(settings, f"driftline-registry-{uuid.uuid4().hex[:8]}")
+        self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
+
+    def catch_up(self, timeout: float = 30.0) -> None:
+        """Read every record written so far."""
+        _, high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self._read(0.2) < high:
+            if time.monotonic() > deadline:
+                raise DeliveryError(f"reading {self._topic} timed out")
+
+    def poll(self) -> Record | None:
+        """The live record, when it changed since the last call (else ``None``)."""
+        self._read(0)
+        live = self.ledger.live(self.model_name)
+        identity = None if live is None else (str(live["version"]), str(live["sha256"]))
+        if identity is None or identity == self._reported:
+            return None
+        self._reported = identity
+        return live
+
+    def version(self, version: str) -> Record | None:
+        return self.ledger.state(self.model_name).versions.get(version)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _read(self, timeout: float) -> int:
+        """Apply what is there; return the position after it."""
+        position = -1
+        for message in self._consumer.consume(500, timeout):
+            if message.error() is not None:
+                continue
+            position = (message.offset() or 0) + 1
+            entry = to_control_record(message.offset() or 0, message.timestamp()[1], message.value())
+            if entry.record is None or entry.record["model_name"] != self.model_name:
+                continue
+            try:
+                verify_version(entry.record, self._trusted)
+            except VerificationError as exc:
+                log.error("REFUSED %s registry record at offset %d: %s", self.model_name, entry.offset, exc)
+                if self._on_refused is not None:
+                    self._on_refused(exc.reason)
+                continue
+            self.ledger.apply(entry.record, entry.offset)
+        if position < 0:
+            position = max(self._consumer.position([TopicPartition(self._topic, 0)])[0].offset, 0)
+        return position

@@ -132,6 +132,8 @@ def example_version(**fields: Any) -> dict[str, Any]:
         "features": ["a", "b"],
         "reference_profile": None,
         "reason": "published",
+        "request_id": None,
+        "code_version": None,
         "key_id": "",
         "signature": b"",
     }

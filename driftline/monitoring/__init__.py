@@ -1,5 +1,28 @@
-"""Operators' view: Prometheus metrics for every Driftline service."""
+"""Operators' and users' view: Prometheus metrics, drift detectors, reference profiles and the monitor."""
 
-from driftline.monitoring.metrics import BatchHistogram, ServeMetrics
+from driftline.monitoring.detectors import (
+    BernoulliGLR,
+    DriftDetector,
+    ExpectedErrorDrift,
+    FeatureDrift,
+    FeatureImpactDrift,
+    ScoreDrift,
+)
+from driftline.monitoring.metrics import BatchHistogram, MonitorMetrics, ServeMetrics
+from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy
+from driftline.monitoring.profile import ReferenceProfile
 
-__all__ = ["BatchHistogram", "ServeMetrics"]
+__all__ = [
+    "BatchHistogram",
+    "BernoulliGLR",
+    "DriftDetector",
+    "DriftMonitor",
+    "ExpectedErrorDrift",
+    "FeatureDrift",
+    "FeatureImpactDrift",
+    "MonitorMetrics",
+    "MonitorPolicy",
+    "ReferenceProfile",
+    "ScoreDrift",
+    "ServeMetrics",
+]

@@ -97,13 +97,12 @@ class LabelJoin:
     def expire(self, now_ms: int) -> int:
         """Drop entries whose event time is more than ``ttl_ms`` before ``now_ms``; return how many."""
         horizon, dropped = now_ms - self.ttl_ms, 0
-        for buffer in (self._predictions, self._labels):
-            while buffer:
-                oldest = next(iter(buffer.values()))
-                if oldest[-1] >= horizon:
-                    break
-                buffer.popitem(last=False)
-                dropped += 1
+        while self._predictions and next(iter(self._predictions.values()))[2] < horizon:
+            self._predictions.popitem(last=False)
+            dropped += 1
+        while self._labels and next(iter(self._labels.values()))[1] < horizon:
+            self._labels.popitem(last=False)
+            dropped += 1
         self.expired += dropped
         return dropped
 

@@ -122,3 +122,68 @@ class ServeMetrics:
         """Expose ``/metrics`` on ``port`` (0 disables)."""
         if port:
             start_http_server(port, addr="0.0.0.0", registry=self.registry)
+
+
+class MonitorMetrics:
+    """Everything ``driftline monitor`` reports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("driftline_monitor_records", "Records read, by input.", ["input"], registry=r)
+        self.dead_letters = Counter(
+            "driftline_monitor_dead_letters", "Records the monitor dead-lettered.", ["reason"], registry=r
+        )
+        self.joined = Counter(
+            "driftline_monitor_labels_joined", "Labels joined with their prediction.", registry=r
+        )
+        self.join_expired = Counter(
+            "driftline_monitor_join_expired", "Predictions or labels expired unmatched.", registry=r
+        )
+        self.join_pending = Gauge(
+            "driftline_monitor_join_pending", "Predictions and labels waiting for their partner.", registry=r
+        )
+        self.statistic = Gauge(
+            "driftline_drift_statistic",
+            "Each detector's current statistic.",
+            ["kind", "detector"],
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "driftline_drift_threshold",
+            "The statistic above which a detector alarms.",
+            ["kind", "detector"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "driftline_drift_alerts", "Alert records published.", ["kind", "status"], registry=r
+        )
+        self.retrain_requests = Counter(
+            "driftline_retrain_requests", "Retraining requests published.", registry=r
+        )
+        self.refused = Counter(
+            "driftline_monitor_versions_refused",
+            "Registry records refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "driftline_monitor_checkpoint_seconds",
+            "Time per checkpoint transaction.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model = Gauge(
+            "driftline_monitor_model_info",
+            "The live version being monitored (value 1).",
+            ["model", "version"],
+            registry=r,
+        )
+
+    def set_model(self, name: str, version: str) -> None:
+        self.model.clear()
+        self.model.labels(name, version).set(1)
+
+    def serve_http(self, port: int) -> None:
+        if port:
+            start_http_server(port, addr="0.0.0.0", registry=self.registry)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -75,6 +75,38 @@ def read_topic(
     finally:
         reader.close()
     return out
+
+
+def read_to_end(
+    settings: Settings, topic: str, timeout: float = 30.0, *, read_committed: bool = True
+) -> list[Message]:
+    """Every record of ``topic`` up to the end it had when called (all partitions)."""
+    reader = consumer(
+        settings,
+        f"driftline-reader-{uuid.uuid4().hex[:8]}",
+        **{"isolation.level": "read_committed" if read_committed else "read_uncommitted"},
+    )
+    try:
+        metadata = reader.list_topics(topic, timeout=timeout).topics[topic]
+        ends = {}
+        for p in metadata.partitions:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for m in reader.consume(1000, 0.2):
+                if m.error() is None:
+                    out.append(m)
+            positions = reader.position([TopicPartition(topic, p) for p in ends])
+            ends = {tp.partition: ends[tp.partition] for tp in positions if tp.offset < ends[tp.partition]}
+        if ends:
+            raise KafkaUnavailableError(f"reading {topic} to its end timed out after {timeout:.0f}s")
+        return out
+    finally:
+        reader.close()
 
 
 def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:

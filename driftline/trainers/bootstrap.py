@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from driftline.models import ModelConfig, save_artifact
+from driftline.models.control import PROFILE_FILE
 from driftline.streams.synthetic import generate
 from driftline.trainers.fit import fit_classifier
 
@@ -37,4 +38,6 @@ def bootstrap_model(
         on_epoch=on_epoch,
     )
     save_artifact(out, fit.config, fit.module)
+    if fit.reference_profile is not None:  # beside the artifact; `models publish` puts it in the record
+        (out / PROFILE_FILE).write_text(fit.reference_profile)
     return fit.config

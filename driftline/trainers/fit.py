@@ -24,12 +24,19 @@ from torch import nn
 from driftline.models.architectures import MLP, Logistic
 from driftline.models.artifact import ModelConfig, build_module
 from driftline.models.runtime import resolve_device
+from driftline.monitoring.profile import ReferenceProfile
+
+PROFILE_MIN_ROWS = 200
+"""Fewest held-out rows for a reference profile (its sketches have 16 bins)."""
 
 
 @dataclass(frozen=True)
 class FitResult:
     config: ModelConfig
     module: nn.Module
+    reference_profile: str | None = None
+    """JSON :class:`~driftline.monitoring.profile.ReferenceProfile` of the held-out rows, for the
+    drift monitor (``None`` when there are too few)."""
 
 
 def fit_classifier(
@@ -85,9 +92,12 @@ def fit_classifier(
             on_epoch(epoch, total / max(1, len(xt)))
     module.eval()
     metrics = {"train_rows": float(split)}
+    profile = None
     if split < len(x):
         with torch.inference_mode():
-            pred = module(torch.from_numpy(x[split:]).to(dev)).argmax(dim=1).cpu().numpy()
-        metrics["holdout_accuracy"] = float((pred == y[split:]).mean())
+            scores = torch.softmax(module(torch.from_numpy(x[split:]).to(dev)), dim=1).cpu().numpy()
+        metrics["holdout_accuracy"] = float((scores.argmax(axis=1) == y[split:]).mean())
+        if len(x) - split >= PROFILE_MIN_ROWS:
+            profile = ReferenceProfile.from_training(x[split:], scores, list(features), y[split:]).to_json()
     config = config.model_copy(update={"metrics": metrics})
-    return FitResult(config, module.cpu())
+    return FitResult(config, module.cpu(), profile)

@@ -1,0 +1,373 @@
+"""The drift monitor's logic, without Kafka: detectors per live version, alerts, retraining requests.
+
+Batches go in (input features, prediction scores, joined label errors); records come out
+(``DriftAlert`` and ``RetrainRequest`` as dicts ready for Avro). One model, one live version at a time:
+when a new version goes live its detectors start afresh (as in the drift benchmark's episodes) and the
+old version's open alerts are resolved.
+
+Detectors and what they raise:
+
+=========================  ===========  ===========================================  ========
+detector                   kind         input                                        alerts
+=========================  ===========  ===========================================  ========
+``BernoulliGLR``           CONCEPT      0/1 errors of labelled predictions           CRITICAL
+``ExpectedErrorDrift``     PREDICTION   scores, mapped to the reference error rate   WARNING
+``FeatureImpactDrift``     DATA         features, mapped to the reference error rate WARNING
+``FeatureDrift``           DATA         features against reference bins (G-tests)    gauges
+``ScoreDrift``             PREDICTION   scores against reference bins (G-tests)      gauges
+=========================  ===========  ===========================================  ========
+
+The distribution tests see every shift, harmless ones too, so they feed gauges and not alerts; the
+alerting label-free detectors alarm only when the shift moves events to where the model was worse.
+
+Repeated evidence does not flood users: the first alarm of a kind opens an alert (``OPEN``), later
+alarms of that kind send at most one ``UPDATE`` per ``update_interval_ms``, and a new live version
+closes it (``RESOLVED``). A retraining request goes out when an alert opens for a kind in
+``retrain_on``, once per live version and at most once per ``cooldown_ms``; its id is derived from the
+alert, so a replay produces the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from driftline.monitoring.detectors import (
+    BernoulliGLR,
+    ExpectedErrorDrift,
+    FeatureDrift,
+    FeatureImpactDrift,
+    ScoreDrift,
+)
+from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.state import detector_state, load_detector_state, runtime_copy, runtime_fields
+
+Positions = dict[str, dict[int, tuple[int, int]]]
+"""topic -> partition -> (offset, event time ms) of a position in the input."""
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    """When the monitor speaks up."""
+
+    update_interval_ms: int = 30_000
+    cooldown_ms: int = 600_000
+    retrain_events: int = 20_000
+    """How many events (over all partitions) after the alert the trainer is asked to learn from."""
+    retrain_on: tuple[str, ...] = ("CONCEPT", "PREDICTION", "DATA")
+
+
+@dataclass
+class _Alert:
+    alert_id: str
+    kind: str
+    detector: str
+    opened_ms: int
+    last_sent_ms: int
+    alarms: int = 1
+
+
+@dataclass
+class _Channel:
+    """One detector, what it is called in alerts and metrics, and how loudly it speaks."""
+
+    name: str
+    kind: str
+    detector: Any
+    severity: str | None
+    """None: gauges only."""
+    features: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    """The detector's runtime state fields (found on first use)."""
+
+
+class VersionDetectors:
+    """The detectors of one live version."""
+
+    def __init__(self, profile: ReferenceProfile | None) -> None:
+        self.profile = profile
+        self.concept = _Channel("BernoulliGLR", "CONCEPT", BernoulliGLR(), "CRITICAL")
+        self.label_free: list[_Channel] = []
+        if profile is not None:
+            names = list(profile.feature_names)
+            self.expected = _Channel(
+                "ExpectedErrorDrift", "PREDICTION", ExpectedErrorDrift(profile), "WARNING"
+            )
+            self.impact = _Channel(
+                "FeatureImpactDrift", "DATA", FeatureImpactDrift(profile), "WARNING", names
+            )
+            self.features = _Channel("FeatureDrift", "DATA", FeatureDrift(profile), None, names)
+            self.scores = _Channel("ScoreDrift", "PREDICTION", ScoreDrift(profile), None)
+            self.label_free = [self.expected, self.impact, self.features, self.scores]
+
+    @property
+    def channels(self) -> list[_Channel]:
+        return [self.concept, *self.label_free]
+
+
+class DriftMonitor:
+    """Drift statistics, alerts and retraining requests for one model."""
+
+    def __init__(self, model_name: str, policy: MonitorPolicy | None = None) -> None:
+        self.model_name = model_name
+        self.policy = policy or MonitorPolicy()
+        self.version: str | None = None
+        self.detectors = VersionDetectors(None)
+        self._alerts: dict[str, _Alert] = {}
+        self._since: Positions = {}
+        """Where the current version's evidence starts, per input topic partition."""
+        self._latest: Positions = {}
+        self._last_request_ms: int | None = None
+        self._requested_for: str | None = None
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self.counts = {"inputs": 0, "predictions": 0, "errors": 0}
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def set_version(self, version: str, profile: ReferenceProfile | None, now_ms: int) -> None:
+        """A new live version: resolve the old version's alerts, start its detectors afresh."""
+        if version == self.version:
+            return
+        for alert in self._alerts.values():
+            self._emit_alert(alert, "RESOLVED", None, now_ms, f"v{version} went live")
+        self._alerts.clear()
+        self.version = version
+        self.detectors = VersionDetectors(profile)
+        self._since = {}
+        self.counts = dict.fromkeys(self.counts, 0)
+
+    def advance(self, starts: Positions, ends: Positions) -> None:
+        """Record where a batch of input began and ended (the evidence windows run from the first
+        start after a version went live to the latest end)."""
+        for topic, parts in ends.items():
+            self._latest.setdefault(topic, {}).update(parts)
+        for topic, parts in starts.items():
+            since = self._since.setdefault(topic, {})
+            for partition, position in parts.items():
+                since.setdefault(partition, position)
+
+    def observe_inputs(self, features: npt.NDArray[np.float32], now_ms: int) -> None:
+        d = self.detectors
+        if d.profile is None or not len(features) or features.shape[1] != len(d.profile.feature_names):
+            return
+        self.counts["inputs"] += len(features)
+        for channel in (d.impact, d.features):
+            self._update(channel, features, now_ms)
+
+    def observe_predictions(self, scores: npt.NDArray[np.float32], versions: list[str], now_ms: int) -> None:
+        d = self.detectors
+        mine = _of_version(versions, self.version)
+        if d.profile is None or not mine.any():
+            return
+        self.counts["predictions"] += int(mine.sum())
+        for channel in (d.expected, d.scores):
+            self._update(channel, scores[mine], now_ms)
+
+    def observe_errors(self, errors: npt.NDArray[np.bool_], versions: list[str], now_ms: int) -> None:
+        mine = _of_version(versions, self.version)
+        if not mine.any():
+            return
+        self.counts["errors"] += int(mine.sum())
+        self._update(self.detectors.concept, errors[mine].astype(np.float64), now_ms)
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def take_outputs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(``"alert"`` or ``"request"``, record) pairs produced since the last call."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def open_alerts(self) -> list[str]:
+        return [a.kind for a in self._alerts.values()]
+
+    def _update(self, channel: _Channel, values: npt.NDArray[Any], now_ms: int) -> None:
+        statistic = self._alarm_statistic(channel, values)
+        if statistic is None or channel.severity is None:
+            return
+        alert = self._alerts.get(channel.kind)
+        if alert is None:
+            alert = _Alert(self._alert_id(channel), channel.kind, channel.name, now_ms, now_ms)
+            self._alerts[channel.kind] = alert
+            self._emit_alert(alert, "OPEN", channel, now_ms, None, statistic)
+            self._maybe_request(alert, now_ms)
+            return
+        alert.alarms += 1
+        if now_ms - alert.last_sent_ms >= self.policy.update_interval_ms:
+            alert.last_sent_ms = now_ms
+            self._emit_alert(alert, "UPDATE", channel, now_ms, None, statistic)
+
+    @staticmethod
+    def _alarm_statistic(channel: _Channel, values: npt.NDArray[Any]) -> float | None:
+        """Feed ``values``; on an alarm, the statistic at the alarm (the detector re-arms and goes on
+        with the rest of the batch, so it is replayed up to the alarm to read it)."""
+        detector = channel.detector
+        if not channel.fields:
+            channel.fields = runtime_fields(detector)
+        saved = runtime_copy(detector, channel.fields) if channel.severity else None
+        first = detector.update_batch(values)
+        if first is None:
+            return None
+        if saved is None or first == len(values) - 1:
+            return float(detector.statistic)
+        load_detector_state(detector, saved)
+        detector.update_batch(values[: first + 1])
+        statistic = float(detector.statistic)
+        detector.update_batch(values[first + 1 :])
+        return statistic
+
+    def _alert_id(self, channel: _Channel) -> str:
+        start = ",".join(
+            f"{t}/{p}@{o}" for t, parts in sorted(self._since.items()) for p, (o, _) in sorted(parts.items())
+        )
+        digest = hashlib.sha256(f"{self.model_name}|{self.version}|{channel.kind}|{start}".encode())
+        return f"{self.model_name}-v{self.version}-{channel.kind.lower()}-{digest.hexdigest()[:12]}"
+
+    def _emit_alert(
+        self,
+        alert: _Alert,
+        status: str,
+        channel: _Channel | None,
+        now_ms: int,
+        note: str | None,
+        statistic: float = 0.0,
+    ) -> None:
+        detector = channel.detector if channel is not None else None
+        threshold = float(detector.threshold) if detector is not None else 0.0
+        severity = channel.severity if channel is not None and channel.severity else "INFO"
+        summary = note or (
+            f"{alert.kind.lower()} drift on {self.model_name} v{self.version}: {alert.detector} statistic "
+            f"{statistic:.2f} above its threshold {threshold:.2f}"
+            f"{'' if alert.alarms == 1 else f' ({alert.alarms} alarms since it opened)'}"
+        )
+        self._outbox.append(
+            (
+                "alert",
+                {
+                    "alert_id": alert.alert_id,
+                    "status": status,
+                    "time": now_ms,
+                    "model_name": self.model_name,
+                    "model_version": self.version or "",
+                    "kind": alert.kind,
+                    "detector": alert.detector,
+                    "statistic": statistic,
+                    "threshold": threshold,
+                    "features": self._features_involved(channel),
+                    "window": self._window(),
+                    "severity": severity,
+                    "summary": summary,
+                },
+            )
+        )
+
+    def _features_involved(self, channel: _Channel | None) -> list[str]:
+        if channel is None or not channel.features:
+            return []
+        stats = getattr(channel.detector, "channel_statistics", None)
+        if stats is None:
+            return list(channel.features)
+        values = list(stats)[: len(channel.features)]
+        ranked = sorted(zip(values, channel.features, strict=True), reverse=True)
+        return [name for value, name in ranked if value > 0] or list(channel.features)
+
+    def _window(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "topic": topic,
+                "partition": partition,
+                "start_offset": start,
+                "end_offset": self._latest.get(topic, {}).get(partition, (start, start_time))[0],
+                "start_time": start_time,
+                "end_time": self._latest.get(topic, {}).get(partition, (start, start_time))[1],
+            }
+            for topic, parts in sorted(self._since.items())
+            for partition, (start, start_time) in sorted(parts.items())
+        ]
+
+    def _maybe_request(self, alert: _Alert, now_ms: int) -> None:
+        p = self.policy
+        if alert.kind not in p.retrain_on or self._requested_for == self.version:
+            return
+        if self._last_request_ms is not None and now_ms - self._last_request_ms < p.cooldown_ms:
+            return
+        self._last_request_ms, self._requested_for = now_ms, self.version
+        per_partition = max(1, p.retrain_events // max(1, sum(len(v) for v in self._latest.values())))
+        window = [
+            {
+                "topic": topic,
+                "partition": partition,
+                "start_offset": offset,
+                "end_offset": offset + per_partition,
+                "start_time": time_ms,
+                "end_time": None,
+            }
+            for topic, parts in sorted(self._latest.items())
+            for partition, (offset, time_ms) in sorted(parts.items())
+        ]
+        self._outbox.append(
+            (
+                "request",
+                {
+                    "request_id": "retrain-" + alert.alert_id,
+                    "time": now_ms,
+                    "model_name": self.model_name,
+                    "model_version": self.version or "",
+                    "alert_id": alert.alert_id,
+                    "reason": f"{alert.kind.lower()} drift detected by {alert.detector}",
+                    "training_data": window,
+                },
+            )
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume (the profile comes back from the registry)."""
+        return {
+            "version": self.version,
+            "alerts": [vars(a) for a in self._alerts.values()],
+            "since": _positions_out(self._since),
+            "latest": _positions_out(self._latest),
+            "last_request_ms": self._last_request_ms,
+            "requested_for": self._requested_for,
+            "counts": self.counts,
+            "detectors": {c.name: detector_state(c.detector) for c in self.detectors.channels},
+        }
+
+    def restore(self, state: Mapping[str, Any], profile: ReferenceProfile | None) -> None:
+        self.version = state["version"]
+        self.detectors = VersionDetectors(profile)
+        for channel in self.detectors.channels:
+            saved = state["detectors"].get(channel.name)
+            if saved is not None:
+                load_detector_state(channel.detector, saved)
+        self._alerts = {a["kind"]: _Alert(**a) for a in state["alerts"]}
+        self._since = _positions_in(state["since"])
+        self._latest = _positions_in(state["latest"])
+        self._last_request_ms = state["last_request_ms"]
+        self._requested_for = state["requested_for"]
+        self.counts = dict(state["counts"])
+
+    def gauges(self) -> list[tuple[str, str, float, float]]:
+        """(kind, detector, statistic, threshold) of every detector, for Prometheus."""
+        return [
+            (c.kind, c.name, float(c.detector.statistic), float(c.detector.threshold))
+            for c in self.detectors.channels
+        ]
+
+
+def _of_version(versions: list[str], version: str | None) -> npt.NDArray[np.bool_]:
+    return np.fromiter((v == version for v in versions), dtype=np.bool_, count=len(versions))
+
+
+def _positions_out(positions: Positions) -> dict[str, dict[str, list[int]]]:
+    return {t: {str(p): list(v) for p, v in parts.items()} for t, parts in positions.items()}
+
+
+def _positions_in(raw: Mapping[str, Mapping[str, list[int]]]) -> Positions:
+    return {t: {int(p): (int(v[0]), int(v[1])) for p, v in parts.items()} for t, parts in raw.items()}

@@ -1,0 +1,371 @@
+"""``driftline monitor``: the Kafka shell around :class:`~driftline.monitoring.monitor.DriftMonitor`.
+
+One loop, one thread::
+
+    registry (live version + reference profile) ─┐
+    events ──decode──▶ features ─────────────────┤
+    predictions ──decode──▶ scores ─┬────────────┼─▶ DriftMonitor ─▶ alerts, retrain requests
+    labels ──decode──▶ LabelJoin ◀──┘ errors ────┘
+                                       every checkpoint: one transaction =
+                                       alerts + requests + dead letters + the checkpoint record
+
+The checkpoint record (on the compacted monitor-state topic, keyed by model) holds the detectors'
+state, the alert state and the input positions. Because outputs and checkpoint commit together, a
+monitor killed at any point resumes from its last checkpoint and re-emits exactly what that
+checkpoint had not yet covered: no alert is lost or doubled. The transactional id is
+``driftline-monitor.<model>``: a second monitor for the same model fences the first, which stops
+(a hand-over, not a split of the statistics).
+
+Not in the checkpoint: predictions and labels waiting in the join (a restart drops them; their
+partners then expire unmatched, counted in ``driftline_monitor_join_expired_total``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+
+from driftline.config import Settings
+from driftline.errors import DecodeError
+from driftline.models.control import RegistryFollower
+from driftline.monitoring.join import Joined, LabelJoin
+from driftline.monitoring.metrics import MonitorMetrics
+from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
+from driftline.monitoring.profile import ReferenceProfile
+from driftline.schemas.columnar import decode_input_events
+from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store, load_schema
+from driftline.streams import kafka
+from driftline.streams.features import FeatureExtractor
+from driftline.streams.processor import DeadLetter
+from driftline.streams.serve import dead_letter_headers
+
+log = logging.getLogger(__name__)
+
+_STORE = builtin_store()
+_ALERTS = AvroEncoder.single_object(_STORE.latest("io.driftline.DriftAlert"))
+_REQUESTS = AvroEncoder.single_object(_STORE.latest("io.driftline.RetrainRequest"))
+_INPUT_FINGERPRINTS = {
+    load_schema("input_event.v1.avsc").fingerprint: False,
+    load_schema("input_event.avsc").fingerprint: True,
+}
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    policy: MonitorPolicy = field(default_factory=MonitorPolicy)
+    label_ttl_s: float = 600.0
+    checkpoint_interval_s: float = 1.0
+    batch: int = 5000
+    status_interval_s: float = 5.0
+    start_from_end: bool = False
+    """Without a checkpoint: read the inputs from their end (now) instead of their beginning."""
+
+
+class MonitorService:
+    def __init__(
+        self,
+        settings: Settings,
+        model_name: str,
+        trusted_keys: dict[str, bytes],
+        options: MonitorOptions | None = None,
+        metrics: MonitorMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or MonitorOptions()
+        self.metrics = metrics or MonitorMetrics()
+        self.monitor = DriftMonitor(model_name, self.options.policy)
+        self.join = LabelJoin(int(self.options.label_ttl_s * 1000))
+        self._registry = RegistryFollower(
+            settings, model_name, trusted_keys, on_refused=lambda r: self.metrics.refused.labels(r).inc()
+        )
+        self._decoder = AvroDecoder(_STORE)
+        self._consumer = kafka.consumer(
+            settings, f"driftline-monitor-{model_name}", **{"isolation.level": "read_committed"}
+        )
+        self._producer = kafka.producer(
+            settings,
+            **{"transactional.id": f"driftline-monitor.{model_name}", "transaction.timeout.ms": 60000},
+        )
+        self._positions: dict[str, dict[int, int]] = defaultdict(dict)
+        self._dead: list[DeadLetter] = []
+        self._profile: ReferenceProfile | None = None
+        self._features: FeatureExtractor | None = None
+        self._next_checkpoint = 0.0
+        self._next_status = 0.0
+        self._reported: dict[str, int] = {}
+        self.fenced = False
+
+    # -- life -------------------------------------------------------------------------------------
+
+    def run(self, stop: Callable[[], bool], on_ready: Callable[[], None] | None = None) -> None:
+        t = self.settings.topics
+        try:
+            self._producer.init_transactions(30)
+            self._registry.catch_up()
+            self._restore()
+            self._assign([t.events, t.predictions, t.labels])
+            if on_ready is not None:
+                on_ready()
+            while not stop():
+                self._follow_registry()
+                messages = [m for m in self._consumer.consume(self.options.batch, 0.2) if m.error() is None]
+                if messages:
+                    self._handle(messages)
+                if time.monotonic() >= self._next_checkpoint:
+                    self._checkpoint()
+            self._checkpoint()
+        except KafkaException as exc:
+            if not _fenced(exc):
+                raise
+            self.fenced = True
+            log.warning("another monitor for %s took over (fenced); stopping", self.monitor.model_name)
+        finally:
+            self._consumer.close()
+            self._registry.close()
+
+    def _assign(self, topics: Sequence[str]) -> None:
+        parts = []
+        metadata = kafka.admin(self.settings).list_topics(timeout=30).topics
+        default = -1 if self.options.start_from_end else OFFSET_BEGINNING  # -1: OFFSET_END
+        for topic in topics:
+            for partition in metadata[topic].partitions:
+                offset = self._positions[topic].get(partition, default)
+                parts.append(TopicPartition(topic, partition, offset))
+        self._consumer.assign(parts)
+
+    def records_read(self) -> dict[str, int]:
+        """Records read so far per input (events, predictions, labels), over all partitions."""
+        t = self.settings.topics
+        return {
+            role: sum(self._positions.get(getattr(t, role), {}).values())
+            for role in ("events", "predictions", "labels")
+        }
+
+    # -- the registry -----------------------------------------------------------------------------
+
+    def _follow_registry(self) -> None:
+        record = self._registry.poll()
+        if record is None or record["version"] == self.monitor.version:
+            return
+        self._use_profile(record)
+        self.monitor.set_version(str(record["version"]), self._profile, _now_ms())
+        self.metrics.set_model(self.monitor.model_name, str(record["version"]))
+        log.info(
+            "monitoring %s v%s%s",
+            record["model_name"],
+            record["version"],
+            "" if self._profile else " (no reference profile: labels only)",
+        )
+
+    def _use_profile(self, record: dict[str, Any]) -> None:
+        text = record.get("reference_profile")
+        self._profile = ReferenceProfile.from_json(text) if text else None
+        names = self._profile.feature_names if self._profile else record["features"]
+        self._features = FeatureExtractor(list(names))
+
+    # -- one batch --------------------------------------------------------------------------------
+
+    def _handle(self, messages: list[Message]) -> None:
+        t = self.settings.topics
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in messages:
+            by_topic[m.topic() or ""].append(m)
+        now = _now_ms()
+        starts: Positions = defaultdict(dict)
+        ends: Positions = defaultdict(dict)
+        for topic, batch in by_topic.items():
+            for m in batch:
+                partition, offset = m.partition() or 0, m.offset() or 0
+                self._positions[topic][partition] = offset + 1
+                ends[topic][partition] = (offset + 1, m.timestamp()[1])
+                starts[topic].setdefault(partition, (offset, m.timestamp()[1]))
+            self.metrics.consumed.labels(_role(t, topic)).inc(len(batch))
+        self.monitor.advance(starts, ends)
+        if by_topic.get(t.events):
+            self._inputs(by_topic[t.events], now)
+        if by_topic.get(t.predictions):
+            self._predictions(by_topic[t.predictions], now)
+        if by_topic.get(t.labels):
+            self._labels(by_topic[t.labels], now)
+        self.metrics.join_expired.inc(self.join.expire(now))
+        self.metrics.join_pending.set(sum(self.join.pending))
+        for kind, detector, statistic, threshold in self.monitor.gauges():
+            self.metrics.statistic.labels(kind, detector).set(statistic)
+            self.metrics.threshold.labels(kind, detector).set(threshold)
+
+    def _inputs(self, messages: list[Message], now: int) -> None:
+        if self._features is None:
+            return
+        n = len(self._features.feature_names)
+        payloads = [m.value() or b"" for m in messages]
+        fast = decode_input_events(payloads, _INPUT_FINGERPRINTS, n)
+        rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
+        features = [fast.features[np.isfinite(fast.features).all(axis=1)]]
+        if len(rest):
+            records, kept = [], []
+            for i in rest.tolist():
+                try:
+                    records.append(self._decoder.decode(payloads[i]))
+                    kept.append(i)
+                except DecodeError as exc:
+                    self._dead_letter(messages[i], exc.reason, exc.detail)
+            matrix, rejected = self._features.extract(records)
+            for j, (reason, detail) in rejected.items():
+                self._dead_letter(messages[kept[j]], reason, detail)
+            features.append(np.delete(matrix, list(rejected), axis=0))
+        self.monitor.observe_inputs(np.concatenate(features), now)
+
+    def _predictions(self, messages: list[Message], now: int) -> None:
+        ids, predicted, versions, times, scores = [], [], [], [], []
+        for m in messages:
+            try:
+                r = self._decoder.decode(m.value())
+                ids.append(r["event_id"])
+                predicted.append(r["predicted_class"])
+                versions.append(r["model_version"])
+                times.append(r["event_time"])
+                scores.append(r["scores"])
+            except (DecodeError, KeyError, TypeError) as exc:
+                self._dead_letter(m, getattr(exc, "reason", "bad-type"), str(exc))
+        if not ids:
+            return
+        width = max(map(len, scores))
+        matrix = np.array([s for s in scores if len(s) == width], dtype=np.float32)
+        if len(matrix) == len(scores):
+            self.monitor.observe_predictions(matrix, versions, now)
+        self._errors(self.join.add_predictions(ids, np.asarray(predicted), versions, np.asarray(times)), now)
+
+    def _labels(self, messages: list[Message], now: int) -> None:
+        ids, labels, times = [], [], []
+        for m in messages:
+            try:
+                r = self._decoder.decode(m.value())
+                ids.append(r["event_id"])
+                labels.append(int(r["label"]))
+                times.append(int(r["event_time"]))
+            except (DecodeError, KeyError, TypeError, ValueError) as exc:
+                self._dead_letter(m, getattr(exc, "reason", "bad-type"), str(exc))
+        if ids:
+            self._errors(self.join.add_labels(ids, np.asarray(labels), np.asarray(times)), now)
+
+    def _errors(self, joined: Joined, now: int) -> None:
+        if len(joined):
+            self.metrics.joined.inc(len(joined))
+            self.monitor.observe_errors(joined.errors, joined.versions, now)
+
+    def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
+        self._dead.append(DeadLetter(message, reason, detail))
+        self.metrics.dead_letters.labels(reason).inc()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """One transaction: what the monitor decided since the last checkpoint, and the checkpoint."""
+        self._next_checkpoint = time.monotonic() + self.options.checkpoint_interval_s
+        t, p = self.settings.topics, self._producer
+        started = time.monotonic()
+        p.begin_transaction()
+        for what, record in self.monitor.take_outputs():
+            key = f"{record['model_name']}:{record['model_version']}".encode()
+            if what == "alert":
+                p.produce(t.drift_alerts, _ALERTS.encode(record), key)
+                self.metrics.alerts.labels(record["kind"], record["status"]).inc()
+                log.warning("ALERT %s %s: %s", record["status"], record["alert_id"], record["summary"])
+            else:
+                p.produce(t.retrain_requests, _REQUESTS.encode(record), key)
+                self.metrics.retrain_requests.inc()
+                log.warning("RETRAIN requested: %s (%s)", record["request_id"], record["reason"])
+        for dead in self._dead:
+            p.produce(
+                t.dead_letters,
+                dead.message.value(),
+                dead.message.key(),
+                headers=[*dead_letter_headers(dead), ("driftline.dlq.service", b"monitor")],
+            )
+        self._dead = []
+        checkpoint = {
+            "monitor": self.monitor.state(),
+            "positions": {k: {str(pp): o for pp, o in v.items()} for k, v in self._positions.items()},
+        }
+        p.produce(t.monitor_state, json.dumps(checkpoint).encode(), self.monitor.model_name.encode())
+        p.commit_transaction(30)
+        self.metrics.checkpoint_seconds.observe(time.monotonic() - started)
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        """An INFO line when the inputs moved, at most every ``status_interval_s``."""
+        now = time.monotonic()
+        totals = self.records_read()
+        if totals == self._reported or now < self._next_status:
+            return
+        self._reported, self._next_status = totals, now + self.options.status_interval_s
+        open_alerts = ", ".join(self.monitor.open_alerts()) or "none"
+        log.info(
+            "read to events %d, predictions %d, labels %d; %d labels joined, %d pending; open alerts: %s",
+            totals["events"],
+            totals["predictions"],
+            totals["labels"],
+            self.monitor.counts["errors"],
+            sum(self.join.pending),
+            open_alerts,
+        )
+
+    def _restore(self) -> None:
+        t = self.settings.topics
+        latest = None
+        for m in kafka.read_to_end(self.settings, t.monitor_state):
+            if m.key() == self.monitor.model_name.encode():
+                latest = m.value()
+        live = self._registry.poll()
+        if live is not None:
+            self._use_profile(live)
+        if latest is None:
+            if live is not None:
+                self.monitor.set_version(str(live["version"]), self._profile, _now_ms())
+            log.info(
+                "no checkpoint for %s: starting from %s",
+                self.monitor.model_name,
+                "the end" if self.options.start_from_end else "the beginning",
+            )
+            return
+        checkpoint = json.loads(latest)
+        saved_version = checkpoint["monitor"]["version"]
+        record = self._registry.version(saved_version) if saved_version else None
+        profile = None
+        if record is not None and record.get("reference_profile"):
+            profile = ReferenceProfile.from_json(record["reference_profile"])
+        self.monitor.restore(checkpoint["monitor"], profile)
+        for topic, parts in checkpoint["positions"].items():
+            self._positions[topic] = {int(pp): int(o) for pp, o in parts.items()}
+        if live is not None and live["version"] != saved_version:
+            self.monitor.set_version(str(live["version"]), self._profile, _now_ms())
+        log.info(
+            "restored the checkpoint of %s v%s at %s",
+            self.monitor.model_name,
+            saved_version,
+            dict(self._positions),
+        )
+
+
+def _role(topics: Any, topic: str) -> str:
+    for role in ("events", "predictions", "labels"):
+        if getattr(topics, role) == topic:
+            return role
+    return "other"
+
+
+def _fenced(exc: KafkaException) -> bool:
+    err = exc.args[0]
+    return bool(err.fatal()) or "fenced" in str(err).lower()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,79 @@
+"""The monitor's logic without Kafka: one alert per drift, then updates; one retraining request per
+drift and cooldown; a new version resolves and starts afresh; checkpoints restore everything."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy
+from driftline.monitoring.profile import ReferenceProfile
+
+RNG = np.random.default_rng(5)
+POS = {"events": {0: (100, 1)}, "labels": {0: (50, 1)}}
+
+
+def errors(rate: float, n: int) -> np.ndarray:
+    return RNG.random(n) < rate
+
+
+def feed(monitor: DriftMonitor, rate: float, n: int, now_ms: int, version: str = "1") -> None:
+    for chunk in np.array_split(errors(rate, n), max(1, n // 500)):
+        monitor.observe_errors(chunk, [version] * len(chunk), now_ms)
+
+
+def test_stationary_errors_raise_nothing_and_a_rise_opens_one_alert_then_updates() -> None:
+    m = DriftMonitor("m", MonitorPolicy(update_interval_ms=1000, cooldown_ms=10**9))
+    m.set_version("1", None, now_ms=0)
+    m.advance(POS, POS)
+    feed(m, 0.1, 20000, now_ms=1)
+    assert m.take_outputs() == []
+    feed(m, 0.4, 3000, now_ms=2)
+    out = m.take_outputs()
+    assert [(w, r.get("status")) for w, r in out] == [("alert", "OPEN"), ("request", None)]
+    alert, request = out[0][1], out[1][1]
+    assert (alert["kind"], alert["severity"], alert["detector"]) == ("CONCEPT", "CRITICAL", "BernoulliGLR")
+    assert alert["statistic"] > alert["threshold"]
+    assert request["request_id"] == "retrain-" + alert["alert_id"]
+    assert {w["topic"] for w in request["training_data"]} == {"events", "labels"}
+    feed(m, 0.4, 3000, now_ms=3)  # more evidence within the update interval: quiet
+    feed(m, 0.7, 6000, now_ms=2000)  # after it: one update, no second request
+    later = m.take_outputs()
+    assert [r["status"] for _, r in later] == ["UPDATE"]
+    assert later[0][1]["alert_id"] == alert["alert_id"]
+
+
+def test_a_new_version_resolves_open_alerts_and_the_cooldown_holds_across_versions() -> None:
+    m = DriftMonitor("m", MonitorPolicy(cooldown_ms=10_000))
+    m.set_version("1", None, now_ms=0)
+    m.advance(POS, POS)
+    feed(m, 0.1, 5000, now_ms=0)
+    feed(m, 0.5, 2000, now_ms=100)
+    assert [w for w, _ in m.take_outputs()] == ["alert", "request"]
+    m.set_version("2", None, now_ms=200)
+    resolved = m.take_outputs()
+    assert [(r["status"], r["model_version"]) for _, r in resolved] == [("RESOLVED", "1")]
+    feed(m, 0.1, 5000, now_ms=300, version="2")
+    feed(m, 0.5, 2000, now_ms=400, version="2")
+    assert [w for w, _ in m.take_outputs()] == ["alert"]  # within the cooldown: no second request
+    feed(m, 0.1, 100, now_ms=500, version="1")  # late errors of the old version are not v2's
+
+
+def test_a_checkpoint_restores_detectors_and_alert_state() -> None:
+    x = RNG.uniform(0, 10, size=(4000, 2))
+    p = 1 / (1 + np.exp(-(x[:, 0] - 5)))
+    profile = ReferenceProfile.from_training(x, p, ["a", "b"], RNG.random(4000) < p)
+    a = DriftMonitor("m")
+    a.set_version("1", profile, now_ms=0)
+    a.advance(POS, POS)
+    a.observe_inputs(x[:1000].astype(np.float32), now_ms=1)
+    feed(a, 0.1, 5000, now_ms=1)
+    feed(a, 0.5, 2000, now_ms=2)
+    a.take_outputs()
+    b = DriftMonitor("m")
+    b.restore(json.loads(json.dumps(a.state())), profile)
+    assert b.state() == a.state()
+    assert b.open_alerts() == ["CONCEPT"]
+    feed(b, 0.6, 3000, now_ms=3)
+    assert b.take_outputs() == []  # the alert was open already and the request made
