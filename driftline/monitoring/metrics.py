@@ -155,6 +155,12 @@ class MonitorMetrics:
             ["kind", "detector"],
             registry=r,
         )
+        self.feature_statistic = Gauge(
+            "driftline_feature_drift_statistic",
+            "Per feature: the feature-impact detector's CUSUM (estimated error rise from that feature).",
+            ["feature"],
+            registry=r,
+        )
         self.alerts = Counter(
             "driftline_drift_alerts", "Alert records published.", ["kind", "status"], registry=r
         )

@@ -353,6 +353,13 @@ class DriftMonitor:
         self._requested_for = state["requested_for"]
         self.counts = dict(state["counts"])
 
+    def feature_gauges(self) -> list[tuple[str, float]]:
+        """(feature, statistic) of the feature-impact detector's per-feature channels."""
+        d = self.detectors
+        if d.profile is None:
+            return []
+        return list(zip(d.impact.features, map(float, d.impact.detector.channel_statistics), strict=False))
+
     def gauges(self) -> list[tuple[str, str, float, float]]:
         """(kind, detector, statistic, threshold) of every detector, for Prometheus."""
         return [

@@ -200,6 +200,8 @@ class MonitorService:
         for kind, detector, statistic, threshold in self.monitor.gauges():
             self.metrics.statistic.labels(kind, detector).set(statistic)
             self.metrics.threshold.labels(kind, detector).set(threshold)
+        for feature, statistic in self.monitor.feature_gauges():
+            self.metrics.feature_statistic.labels(feature).set(statistic)
 
     def _inputs(self, messages: list[Message], now: int) -> None:
         if self._features is None:
