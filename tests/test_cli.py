@@ -40,6 +40,7 @@ COMMANDS = [
     ["bench"],
     ["bench", "drift"],
     ["monitor"],
+    ["train"],
 ]
 
 

@@ -134,6 +134,6 @@ def run() -> None:
 
 
 # Register the commands on `main` (they import it from here).
-from driftline.cli import infra, models, stream, tools  # noqa: E402, F401
+from driftline.cli import infra, models, stream, tools, train  # noqa: E402, F401
 
 __all__ = ["cluster_settings", "infra", "main", "run", "stream", "tools"]

@@ -1,0 +1,125 @@
+"""``driftline train``: the training area (separate processes, GPU when present)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from driftline.cli import cluster_settings, main
+from driftline.config import Settings
+
+log = logging.getLogger("driftline")
+
+
+@main.command()
+@click.option("--model-name", default=None, help="The model to train [default: the configured model_name].")
+@click.option(
+    "--once", is_flag=True, help="Train one version from the first --rows labelled events, then exit."
+)
+@click.option("--rows", default=20000, show_default=True, help="With --once: labelled events to read.")
+@click.option(
+    "--generator",
+    type=click.Choice(["agrawal", "sea"]),
+    default="agrawal",
+    show_default=True,
+    help="With --once and no live version: the stream whose feature and class names to use.",
+)
+@click.option("--architecture", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option(
+    "--margin", default=0.01, show_default=True, help="Promote only if held-out accuracy beats live by this."
+)
+@click.option(
+    "--eval-fraction", default=0.25, show_default=True, help="Most recent share of rows held out to judge."
+)
+@click.option("--min-rows", default=1000, show_default=True, help="Fewest labelled rows to train on.")
+@click.option(
+    "--data-timeout-s", default=120.0, show_default=True, help="How long to wait for a window's data."
+)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@click.pass_obj
+def train(
+    settings: Settings,
+    model_name: str | None,
+    once: bool,
+    rows: int,
+    generator: str,
+    architecture: str,
+    epochs: int,
+    margin: float,
+    eval_fraction: float,
+    min_rows: int,
+    data_timeout_s: float,
+    device: str,
+) -> None:
+    """Train model versions from Kafka: once (--once), or for every retraining request.
+
+    \b
+    For each request (io.driftline.RetrainRequest on the retrain-requests topic):
+      1. replay the events and labels of its window from Kafka and join them by event id;
+      2. hold out the most recent --eval-fraction, train the candidate on the rest;
+      3. score candidate and live version on the held-out rows;
+      4. publish the candidate, signed, with its lineage and reference profile; promote it only if
+         it beats the live version by --margin (the record says why, either way).
+    The same request twice trains once; a request is committed only once answered, so a crash
+    retrains it. Needs the private signing key. Stop with SIGTERM or Ctrl-C.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from driftline.models import control
+    from driftline.streams.kafka import require_topics, wait_for_cluster
+    from driftline.streams.synthetic import GENERATORS
+    from driftline.trainers.retrain import TrainOptions, live_classes_and_features
+    from driftline.trainers.service import serve_requests, train_once
+
+    settings = cluster_settings(settings)
+    wait_for_cluster(settings)
+    t = settings.topics
+    require_topics(settings, [t.events, t.labels, t.model_versions, t.artifacts, t.retrain_requests])
+    private = control.load_private_key(settings)
+    name = model_name or settings.model_name
+    opts = TrainOptions(
+        architecture=architecture,
+        epochs=epochs,
+        device=device,
+        margin=margin,
+        eval_fraction=eval_fraction,
+        min_rows=min_rows,
+        data_timeout_s=data_timeout_s,
+    )
+    if once:
+        live = control.signer_ledger(settings, private).live(name)
+        if live is not None:
+            classes, features = live_classes_and_features(settings, live)
+        else:
+            classes, features = GENERATORS[generator].classes, GENERATORS[generator].features
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=True) as bar:
+            tasks: dict[str, object] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task({"data": "reading", "train": "training"}[stage], total=total)
+                bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+            outcome = train_once(settings, private, name, rows, list(features), list(classes), opts, progress)
+        record = outcome.record
+        click.echo(
+            f"{name} v{record['version']}: {'LIVE' if outcome.promoted else 'CANDIDATE'} ({record['reason']})"
+        )
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve_requests(
+        settings,
+        private,
+        name,
+        opts,
+        stop.is_set,
+        on_ready=lambda: log.info("training %s on requests from %s", name, t.retrain_requests),
+    )
+    log.info("stopped cleanly")

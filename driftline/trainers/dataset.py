@@ -1,0 +1,145 @@
+"""Training sets from Kafka: replay a window of events and of labels, and join them by event id.
+
+A window is a list of ``DataWindow`` records (topic, partition, start offset, exclusive end offset).
+Ends may lie in the future (a retraining request asks for the events *after* a drift): reading waits
+for them until a timeout, then uses what arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from confluent_kafka import Message, TopicPartition
+
+from driftline.config import Settings
+from driftline.errors import DecodeError, DriftlineError
+from driftline.schemas.columnar import decode_input_events
+from driftline.schemas.wire import AvroDecoder, builtin_store, load_schema
+from driftline.streams import kafka
+
+log = logging.getLogger(__name__)
+
+Window = dict[str, Any]
+_FINGERPRINTS = {
+    load_schema("input_event.v1.avsc").fingerprint: False,
+    load_schema("input_event.avsc").fingerprint: True,
+}
+_DECODER = AvroDecoder(builtin_store())
+
+
+class TrainingDataError(DriftlineError):
+    """Not enough labelled data in the requested window."""
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Labelled rows in event order, and the windows they were read from."""
+
+    x: npt.NDArray[np.float32]
+    y: npt.NDArray[np.int64]
+    event_times: npt.NDArray[np.int64]
+    windows: list[Window] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def first_windows(settings: Settings, topic: str, rows: int) -> list[Window]:
+    """The first ``rows`` records of ``topic`` (spread over its partitions), as windows."""
+    consumer = kafka.consumer(settings, f"driftline-train-{uuid.uuid4().hex[:8]}")
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        per = max(1, -(-rows // len(partitions)))
+        windows = []
+        for p in sorted(partitions):
+            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            windows.append(_window(topic, p, low, low + per))
+        return windows
+    finally:
+        consumer.close()
+
+
+def _window(topic: str, partition: int, start: int, end: int) -> Window:
+    return {
+        "topic": topic,
+        "partition": partition,
+        "start_offset": start,
+        "end_offset": end,
+        "start_time": None,
+        "end_time": None,
+    }
+
+
+def read_windows(
+    settings: Settings,
+    windows: Sequence[Mapping[str, Any]],
+    timeout: float,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Message], list[Window]]:
+    """The records of the windows, and the windows as actually read (ends cut to what arrived)."""
+    consumer = kafka.consumer(settings, f"driftline-train-{uuid.uuid4().hex[:8]}")
+    wanted = {(w["topic"], w["partition"]): (w["start_offset"], w["end_offset"]) for w in windows}
+    reached = {tp: start for tp, (start, _) in wanted.items()}
+    total = sum(end - start for start, end in wanted.values())
+    out: list[Message] = []
+    try:
+        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in wanted.items()])
+        deadline = time.monotonic() + timeout
+        while any(reached[tp] < end for tp, (_, end) in wanted.items()) and time.monotonic() < deadline:
+            for m in consumer.consume(2000, 0.2):
+                if m.error() is not None:
+                    continue
+                tp, offset = (m.topic(), m.partition()), m.offset() or 0
+                if tp in wanted and offset < wanted[tp][1]:
+                    out.append(m)
+                    reached[tp] = offset + 1
+                elif tp in wanted:
+                    reached[tp] = max(reached[tp], wanted[tp][1])
+            if on_progress is not None:
+                on_progress(len(out), total)
+    finally:
+        consumer.close()
+    read = [_window(t, p, start, reached[(t, p)]) for (t, p), (start, _) in wanted.items()]
+    return out, read
+
+
+def labelled_rows(
+    settings: Settings,
+    event_windows: Sequence[Mapping[str, Any]],
+    label_windows: Sequence[Mapping[str, Any]],
+    n_features: int,
+    *,
+    timeout: float = 120.0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> TrainingSet:
+    """Replay both windows and keep the events that have a label, in event-time order."""
+    labels_read, label_span = read_windows(settings, label_windows, timeout, on_progress)
+    truth: dict[bytes, int] = {}
+    for m in labels_read:
+        try:
+            record = _DECODER.decode(m.value())
+            truth[str(record["event_id"]).encode()] = int(record["label"])
+        except (DecodeError, KeyError, TypeError, ValueError):
+            continue  # a bad label is the monitor's to dead-letter; training just skips it
+    events_read, event_span = read_windows(settings, event_windows, timeout, on_progress)
+    decoded = decode_input_events([m.value() or b"" for m in events_read], _FINGERPRINTS, n_features)
+    keep = [i for i, eid in enumerate(decoded.event_ids) if eid in truth]
+    x = decoded.features[keep]
+    finite = np.isfinite(x).all(axis=1)
+    y = np.array([truth[decoded.event_ids[i]] for i in keep], dtype=np.int64)
+    times = decoded.event_times[keep]
+    order = np.argsort(times[finite], kind="stable")
+    log.info(
+        "training set: %d labelled rows of %d events and %d labels read",
+        int(finite.sum()),
+        len(events_read),
+        len(labels_read),
+    )
+    return TrainingSet(x[finite][order], y[finite][order], times[finite][order], [*event_span, *label_span])

@@ -1,0 +1,174 @@
+"""Train a candidate from Kafka, judge it against the live version, publish it, maybe promote it.
+
+The training area's one job, used by ``driftline train --once`` (the first model) and by the
+trainer service (one run per retraining request):
+
+1. rows: events and labels of the window, joined, in event-time order;
+2. the most recent ``eval_fraction`` of them are held out; the candidate trains on the rest (its own
+   validation tail gives the reference profile for the drift monitor);
+3. candidate and live version are scored on the held-out rows; the candidate is published (signed,
+   with its lineage: parent, data windows, metrics, code version, request id) and promoted only if it
+   beats the live version by ``margin``, else the record says why not.
+
+Publishing writes the artifact first and the record last, and the promotion after that; a crash at
+any point leaves either nothing, or a complete candidate whose record says whether to promote it
+(:func:`finish_pending` promotes it on the retry).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftline.config import Settings
+from driftline.models import control
+from driftline.models.artifact import load_config, save_artifact
+from driftline.models.registry import Record, VersionLedger
+from driftline.models.runtime import TorchPredictor
+from driftline.trainers.dataset import TrainingDataError, TrainingSet
+from driftline.trainers.fit import fit_classifier
+
+log = logging.getLogger(__name__)
+
+PROMOTING = "promoting"
+NOT_PROMOTED = "not promoted"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    architecture: str = "mlp"
+    epochs: int = 10
+    device: str = "auto"
+    margin: float = 0.01
+    """The candidate must beat the live version's held-out accuracy by this much."""
+    eval_fraction: float = 0.25
+    min_rows: int = 1000
+    data_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: Record
+    promoted: bool
+    candidate_accuracy: float
+    live_accuracy: float | None
+
+
+def next_version(ledger: VersionLedger, name: str) -> str:
+    numbers = [int(v) for v in ledger.state(name).versions if v.isdigit()]
+    return str(max(numbers, default=0) + 1)
+
+
+def answered(ledger: VersionLedger, name: str, request_id: str) -> Record | None:
+    """The version already trained for ``request_id``, if any (a trainer trains once per request)."""
+    for record in ledger.state(name).versions.values():
+        if record.get("request_id") == request_id:
+            return record
+    return None
+
+
+def finish_pending(settings: Settings, private_key: bytes, record: Record) -> bool:
+    """Promote a candidate whose record decided so but whose promotion did not happen (a crash)."""
+    ledger = control.signer_ledger(settings, private_key)
+    current = ledger.version(record["model_name"], record["version"])
+    if current["status"] == "CANDIDATE" and str(current.get("reason", "")).startswith(PROMOTING):
+        control.promote(settings, private_key, record["model_name"], record["version"])
+        return True
+    return False
+
+
+def train_and_publish(
+    settings: Settings,
+    private_key: bytes,
+    name: str,
+    data: TrainingSet,
+    classes: list[str],
+    features: list[str],
+    opts: TrainOptions,
+    *,
+    request_id: str | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> Outcome:
+    if len(data) < opts.min_rows:
+        raise TrainingDataError(f"only {len(data)} labelled rows in the window, {opts.min_rows} needed")
+    ledger = control.signer_ledger(settings, private_key)
+    live = ledger.live(name)
+    version = next_version(ledger, name)
+    split = int(len(data) * (1 - opts.eval_fraction))
+    fit = fit_classifier(
+        data.x[:split],
+        data.y[:split],
+        features=features,
+        classes=classes,
+        name=name,
+        version=version,
+        architecture=opts.architecture,
+        epochs=opts.epochs,
+        device=opts.device,
+        on_epoch=on_epoch,
+    )
+    x_eval, y_eval = data.x[split:], data.y[split:]
+    candidate = TorchPredictor(fit.config, fit.module, opts.device)
+    candidate_accuracy = _accuracy(candidate, x_eval, y_eval)
+    live_accuracy = None if live is None else _live_accuracy(settings, live, x_eval, y_eval, opts.device)
+    promote = live_accuracy is None or candidate_accuracy >= live_accuracy + opts.margin
+    verdict = _verdict(promote, candidate_accuracy, live, live_accuracy, opts.margin)
+    metrics = {
+        "candidate_accuracy": candidate_accuracy,
+        "train_rows": float(split),
+        "eval_rows": float(len(y_eval)),
+        "margin": opts.margin,
+        **({} if live_accuracy is None else {"live_accuracy": live_accuracy}),
+    }
+    with tempfile.TemporaryDirectory(prefix="driftline-train-") as tmp:
+        artifact = save_artifact(Path(tmp), fit.config, fit.module)
+        record = control.publish_version(
+            settings,
+            artifact,
+            private_key,
+            parent_version=None if live is None else str(live["version"]),
+            training_data=data.windows,
+            metrics=metrics,
+            reference_profile=fit.reference_profile,
+            reason=verdict,
+            request_id=request_id,
+        )
+    log.info("%s v%s: %s", name, version, verdict)
+    if promote:
+        control.promote(settings, private_key, name, version)
+    return Outcome(record, promote, candidate_accuracy, live_accuracy)
+
+
+def _verdict(
+    promote: bool, candidate: float, live: Record | None, live_accuracy: float | None, margin: float
+) -> str:
+    if live is None or live_accuracy is None:
+        return f"{PROMOTING}: the first version (held-out accuracy {candidate:.4f})"
+    versus = f"live v{live['version']} ({live_accuracy:.4f}) by {margin}"
+    if promote:
+        return f"{PROMOTING}: held-out accuracy {candidate:.4f} beats {versus}"
+    return f"{NOT_PROMOTED}: held-out accuracy {candidate:.4f} does not beat {versus}"
+
+
+def live_classes_and_features(settings: Settings, live: Record) -> tuple[list[str], list[str]]:
+    with tempfile.TemporaryDirectory(prefix="driftline-live-") as tmp:
+        config = load_config(control.materialize(settings, live, Path(tmp)))
+    return list(config.classes), list(config.features)
+
+
+def _live_accuracy(settings: Settings, live: Record, x: Any, y: Any, device: str) -> float:
+    with tempfile.TemporaryDirectory(prefix="driftline-live-") as tmp:
+        predictor = TorchPredictor.from_artifact(control.materialize(settings, live, Path(tmp)), device)
+    return _accuracy(predictor, x, y)
+
+
+def _accuracy(predictor: TorchPredictor, x: Any, y: Any) -> float:
+    if not len(y):
+        return float("nan")
+    return float((predictor.predict_batch(np.ascontiguousarray(x)).argmax(axis=1) == y).mean())

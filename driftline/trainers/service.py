@@ -1,0 +1,139 @@
+"""``driftline train``: the training area as a service (retraining requests from Kafka) or once.
+
+The service consumes ``RetrainRequest`` records in its own consumer group, one at a time, and
+commits a request only after it was answered (a candidate published, promoted or not, or the
+request found unanswerable), so a crash retrains on restart. The same request twice trains once:
+versions carry the id of the request they answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from driftline.config import Settings
+from driftline.errors import DecodeError, DriftlineError
+from driftline.models import control
+from driftline.schemas.wire import AvroDecoder, builtin_store
+from driftline.streams import kafka
+from driftline.trainers.dataset import first_windows, labelled_rows
+from driftline.trainers.retrain import (
+    Outcome,
+    TrainOptions,
+    answered,
+    finish_pending,
+    live_classes_and_features,
+    train_and_publish,
+)
+
+log = logging.getLogger(__name__)
+_DECODER = AvroDecoder(builtin_store())
+
+Progress = Callable[[str, int, int], None]
+"""(stage, done, total): "data" in records read, "train" in epochs."""
+
+
+def train_once(
+    settings: Settings,
+    private_key: bytes,
+    name: str,
+    rows: int,
+    features: list[str],
+    classes: list[str],
+    opts: TrainOptions,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Train on the first ``rows`` labelled events of the topics (the first model, or a manual run)."""
+    t = settings.topics
+    data = labelled_rows(
+        settings,
+        first_windows(settings, t.events, rows),
+        first_windows(settings, t.labels, rows),
+        len(features),
+        timeout=opts.data_timeout_s,
+        on_progress=None if progress is None else lambda done, total: progress("data", done, total),
+    )
+    return train_and_publish(
+        settings,
+        private_key,
+        name,
+        data,
+        classes,
+        features,
+        opts,
+        on_epoch=None if progress is None else lambda e, _loss: progress("train", e + 1, opts.epochs),
+    )
+
+
+def answer_request(
+    settings: Settings, private_key: bytes, name: str, request: Mapping[str, Any], opts: TrainOptions
+) -> Outcome | None:
+    """Train for one request, unless it was answered already (then finish what a crash left)."""
+    request_id = str(request["request_id"])
+    ledger = control.signer_ledger(settings, private_key)
+    done = answered(ledger, name, request_id)
+    if done is not None:
+        finished = finish_pending(settings, private_key, done)
+        log.info(
+            "request %s was answered by v%s already%s",
+            request_id,
+            done["version"],
+            "; promoted it now" if finished else "",
+        )
+        return None
+    live = ledger.live(name)
+    if live is None:
+        raise DriftlineError(f"{name} has no live version: train the first one with `driftline train --once`")
+    classes, features = live_classes_and_features(settings, live)
+    t = settings.topics
+    windows = list(request["training_data"])
+    data = labelled_rows(
+        settings,
+        [w for w in windows if w["topic"] == t.events],
+        [w for w in windows if w["topic"] == t.labels],
+        len(features),
+        timeout=opts.data_timeout_s,
+    )
+    log.info(
+        "request %s (%s): training v-next of %s on %d labelled rows",
+        request_id,
+        request["reason"],
+        name,
+        len(data),
+    )
+    return train_and_publish(
+        settings, private_key, name, data, classes, features, opts, request_id=request_id
+    )
+
+
+def serve_requests(
+    settings: Settings,
+    private_key: bytes,
+    name: str,
+    opts: TrainOptions,
+    stop: Callable[[], bool],
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    consumer = kafka.consumer(settings, f"driftline-train-{name}", **{"max.poll.interval.ms": 1_800_000})
+    consumer.subscribe(
+        [settings.topics.retrain_requests], on_assign=lambda *_: on_ready() if on_ready else None
+    )
+    try:
+        while not stop():
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            try:
+                request = _DECODER.decode(message.value())
+                if request.get("model_name") == name:
+                    answer_request(settings, private_key, name, request, opts)
+            except DecodeError as exc:
+                log.error(
+                    "skipping an undecodable retraining request at offset %s: %s", message.offset(), exc
+                )
+            except DriftlineError as exc:  # not enough data, no live version: say so, do not retry forever
+                log.error("could not answer the request at offset %s: %s", message.offset(), exc)
+            consumer.commit(message=message, asynchronous=False)
+    finally:
+        consumer.close()
