@@ -1,17 +1,26 @@
-"""``driftline demo``: the whole path on one machine, with a summary.
+"""``driftline demo``: the whole loop on one machine, watched live.
 
-Starts the local broker unless a cluster is named, creates run-scoped topics, trains a bootstrap
-model, runs ``driftline serve`` as its own process, produces labelled events (a few of them corrupt,
-to show the dead-letter path), waits until every event is accounted for, and summarises:
-events, predictions, dead letters, throughput, latency p50/p99 and accuracy against the labels.
+1. A broker (the named cluster, a running local one, or one started for the run), topics scoped to
+   the run, a signing key pair.
+2. A labelled warm-up stream, and the first version trained from it (``train --once``, in process).
+3. ``serve``, ``monitor`` and ``train`` as separate processes, exactly as an operator runs them.
+4. A labelled stream with an abrupt concept drift part-way through (River's Agrawal generator, a
+   few events corrupt to show the dead-letter path): the monitor alerts and asks for retraining, the
+   trainer trains on the events after the drift and promotes the better version, ``serve`` swaps it
+   in, accuracy recovers.
+5. A summary and a PNG chart of accuracy over time with the drift, the alert and the swap marked.
+
+Every process it starts is stopped at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,91 +28,214 @@ from typing import Any
 import numpy as np
 
 from driftline.config import Settings
-from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
-from driftline.services import SERVE_READY, service
+from driftline.demo_report import Seen, Tracker, draw_chart, joined, live_figures
+from driftline.models.signing import generate_keys
+from driftline.schemas import AvroEncoder, builtin_store
+from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
-from driftline.streams.produce import produce_stream
-from driftline.streams.synthetic import generate
-from driftline.trainers import bootstrap_model
+from driftline.streams.produce import event_id, produce_stream
+from driftline.streams.synthetic import GENERATORS, generate
+from driftline.trainers.retrain import TrainOptions
+from driftline.trainers.service import train_once
 
 Log = Callable[[str], None]
+View = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class DemoOptions:
-    events: int = 20_000
-    rate: float = 5_000.0
-    malformed_every: int = 500
+    events: int = 60_000
+    warmup: int = 8_000
+    rate: float = 2_000.0
+    drift_at: float = 0.4
+    """Where the concept changes, as a share of the stream."""
+    malformed_every: int = 1000
     generator: str = "agrawal"
     device: str = "auto"
-    timeout_s: float = 180.0
+    retrain_events: int = 8_000
+    epochs: int = 10
+    chart: Path = Path("driftline-demo.png")
+    timeout_s: float = 240.0
 
 
-def run_demo(settings: Settings, opts: DemoOptions, log: Log) -> dict[str, Any]:
+def run_demo(settings: Settings, opts: DemoOptions, log: Log, view: View | None = None) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
-    topics = settings.topics.scoped(f"demo-{run}")
-    settings = settings.model_copy(update={"topics": topics})
-    kafka.create_topics(settings)
     with tempfile.TemporaryDirectory(prefix="driftline-demo-") as tmp:
         workdir = Path(tmp)
-        log("training the bootstrap model")
-        config = bootstrap_model(workdir / "model", opts.generator, epochs=8, device=opts.device)
-        accuracy = config.metrics["holdout_accuracy"]
-        log(f"model {config.name} v{config.version}: holdout accuracy {accuracy:.3f}")
-        data = generate(opts.generator, opts.events, seed=2024)
+        settings = _demo_settings(settings, run, workdir)
+        kafka.create_topics(settings)
         store = builtin_store()
         events = AvroEncoder.single_object(store.latest("io.driftline.InputEvent"))
         labels = AvroEncoder.single_object(store.latest("io.driftline.Label"))
-        serve_args = [
-            "serve",
-            "--model",
-            str(workdir / "model"),
-            "--device",
-            opts.device,
-            "--group",
-            f"demo-{run}",
-        ]
-        with service(settings, workdir / "serve.log", *serve_args, ready=SERVE_READY):
-            log(f"serve is up; producing {opts.events:,} events at {opts.rate:,.0f}/s")
-            report = produce_stream(
-                settings,
-                data,
-                events,
-                labels,
-                run_id=run,
-                rate=opts.rate,
-                malformed_every=opts.malformed_every,
-                chunk_size=50,
+        gen = GENERATORS[opts.generator]
+        log(f"warm-up: {opts.warmup:,} labelled events, then the first version from them")
+        produce_stream(
+            settings, generate(opts.generator, opts.warmup, seed=1), events, labels, run_id=f"{run}w"
+        )
+        first = train_once(
+            settings,
+            (workdir / "keys" / "signing.key").read_bytes(),
+            settings.model_name,
+            opts.warmup,
+            gen.features,
+            gen.classes,
+            TrainOptions(epochs=opts.epochs, device=opts.device, min_rows=min(1000, opts.warmup // 2)),
+        )
+        log(f"v{first.record['version']} is live: held-out accuracy {first.candidate_accuracy:.3f}")
+        drift = int(opts.events * opts.drift_at)
+        stream = generate(opts.generator, opts.events, seed=2, drift_at=drift)
+        tracker = Tracker(settings).start()
+        with ExitStack() as stack:
+            for name, args, ready in _services(opts):
+                log(f"starting {name}")
+                stack.enter_context(service(settings, workdir / f"{name}.log", *args, ready=ready))
+            log(f"all up; {opts.events:,} events at {opts.rate:,.0f}/s, the concept changes at {drift:,}")
+            producer = threading.Thread(
+                target=produce_stream,
+                args=(settings, stream, events, labels),
+                kwargs={
+                    "run_id": f"{run}m",
+                    "rate": opts.rate,
+                    "malformed_every": opts.malformed_every,
+                    "chunk_size": 50,
+                },
+                daemon=True,
             )
+            producer.start()
+            expected = opts.warmup + opts.events
             deadline = time.monotonic() + opts.timeout_s
-            dead = kafka.read_topic(
-                settings, topics.dead_letters, report.malformed, deadline - time.monotonic()
-            )
-            predictions = kafka.read_topic(
-                settings, topics.predictions, opts.events - len(dead), deadline - time.monotonic()
-            )
-            truth = kafka.read_topic(settings, topics.labels, report.labels, deadline - time.monotonic())
-    return summarise(predictions, dead, truth, report.events)
+            while time.monotonic() < deadline:
+                with tracker.lock:
+                    figures = _progress(tracker.seen, expected)
+                if view is not None:
+                    view(figures)
+                if not producer.is_alive() and figures["accounted"] >= expected:
+                    break
+                time.sleep(0.25)
+            producer.join(5)
+        tracker.stop()
+        summary = summarise(tracker.seen, run, opts, drift, str(first.record["version"]))
+        log(f"chart: {summary['chart']}")
+        return summary
 
 
-def summarise(predictions: list[Any], dead: list[Any], labels: list[Any], events: int) -> dict[str, Any]:
-    """Counts, latency, and accuracy of the predictions against the labels read back from Kafka
-    (joined by event id)."""
-    decoder = AvroDecoder(builtin_store())
-    truth = {r["event_id"]: r["label"] for r in (decoder.decode(m.value()) for m in labels)}
-    records = [decoder.decode(m.value()) for m in predictions]
-    labelled = [(r["predicted_class"], truth[r["event_id"]]) for r in records if r["event_id"] in truth]
-    stamps = np.array([m.timestamp()[1] for m in predictions], dtype=np.float64)
-    latency = stamps - np.array([r["event_time"] for r in records], dtype=np.float64)
-    span = (stamps.max() - stamps.min()) / 1000.0 if len(stamps) > 1 else float("nan")
+def _demo_settings(settings: Settings, run: str, workdir: Path) -> Settings:
+    keys = workdir / "keys"
+    keys.mkdir()
+    private, public = generate_keys()
+    (keys / "signing.key").write_bytes(private)
+    (keys / "signing.pub").write_bytes(public)
+    signing = {"private_key": keys / "signing.key", "public_keys": [keys / "signing.pub"]}
+    return settings.model_copy(
+        update={
+            "topics": settings.topics.scoped(f"demo-{run}"),
+            "model_name": "demo",
+            "signing": settings.signing.model_validate(signing),
+        }
+    )
+
+
+def _services(opts: DemoOptions) -> list[tuple[str, list[str], str]]:
+    return [
+        ("serve", ["serve", "--device", opts.device, "--max-wait-ms", "20"], SERVE_READY),
+        (
+            "monitor",
+            [
+                "monitor",
+                "--retrain-events",
+                str(opts.retrain_events),
+                "--update-interval-s",
+                "5",
+                "--label-ttl-s",
+                "120",
+            ],
+            MONITOR_READY,
+        ),
+        (
+            "train",
+            ["train", "--epochs", str(opts.epochs), "--device", opts.device, "--data-timeout-s", "60"],
+            "training ",
+        ),
+    ]
+
+
+def _progress(seen: Seen, expected: int) -> dict[str, Any]:
+    opened = [a for a in seen.alerts if a["status"] == "OPEN"]
+    versions = sorted({p[0] for p in seen.predictions.values()}, key=lambda v: (len(v), v))
     return {
-        "events": events,
-        "predictions": len(records),
-        "dead_letters": len(dead),
-        "unaccounted": events - len(records) - len(dead),
-        "throughput_eps": len(records) / span if span > 0 else float("nan"),
+        **live_figures(seen),
+        "predictions": len(seen.predictions),
+        "dead letters": seen.dead_letters,
+        "accounted": len(seen.predictions) + seen.dead_letters,
+        "expected": expected,
+        "alerts": ", ".join(f"{a['kind']} on v{a['model_version']}" for a in opened) or "none",
+        "retraining requests": len(seen.requests),
+        "versions serving": ", ".join(f"v{v}" for v in versions),
+    }
+
+
+def summarise(seen: Seen, run: str, opts: DemoOptions, drift: int, first_version: str) -> dict[str, Any]:
+    """The figures the issue asks for, from what the tracker read back from Kafka."""
+    main = [event_id(f"{run}m", i) for i in range(opts.events)]
+    rows = [
+        (i, seen.predictions[eid], seen.labels.get(eid))
+        for i, eid in enumerate(main)
+        if eid in seen.predictions
+    ]
+    origin = min((p[2] for _, p, _ in rows), default=0)
+
+    def accuracy(keep: Callable[[int, str], bool]) -> float:
+        hits = [p[1] == y for i, p, y in rows if y is not None and keep(i, p[0])]
+        return float(np.mean(hits)) if hits else float("nan")
+
+    onset = next((p[2] for i, p, _ in rows if i >= drift), None)
+    opened = sorted((a for a in seen.alerts if a["status"] == "OPEN"), key=lambda a: a["time"])
+    alert_ms = opened[0]["time"] if opened else None
+    new = [p[3] for _, p, _ in rows if p[0] != first_version]
+    swap_ms = min(new) if new else None
+    j = joined(seen)
+    versions = sorted({p[0] for p in seen.predictions.values()}, key=lambda v: (len(v), v))
+    marks = {
+        "drift onset": None if onset is None else (onset - origin) / 1000.0,
+        "drift alert": None if alert_ms is None else (alert_ms - origin) / 1000.0,
+        "new version live": None if swap_ms is None else (swap_ms - origin) / 1000.0,
+    }
+    chart = draw_chart(
+        opts.chart.resolve(),
+        _only(j, origin),
+        origin,
+        marks,
+        f"Driftline demo: {opts.generator}, drift at event {drift:,}",
+    )
+    latency = np.array([p[3] - p[2] for _, p, _ in rows], dtype=np.float64)  # the main stream's
+    return {
+        "events": opts.warmup + opts.events,
+        "predictions": len(seen.predictions),
+        "dead_letters": seen.dead_letters,
+        "unaccounted": opts.warmup + opts.events - len(seen.predictions) - seen.dead_letters,
+        "alerts": len(opened),
+        "alert_records": len(seen.alerts),
+        "retrain_requests": len(seen.requests),
+        "versions": versions,
+        "accuracy_before_drift": accuracy(lambda i, v: i < drift),
+        "accuracy_after_drift": accuracy(lambda i, v: i >= drift and v == first_version),
+        "accuracy_after_swap": accuracy(lambda i, v: v != first_version),
+        "seconds_drift_to_alert": None if onset is None or alert_ms is None else (alert_ms - onset) / 1000.0,
+        "seconds_alert_to_swap": None
+        if alert_ms is None or swap_ms is None
+        else (swap_ms - alert_ms) / 1000.0,
         "latency_p50_ms": float(np.percentile(latency, 50)) if len(latency) else float("nan"),
         "latency_p99_ms": float(np.percentile(latency, 99)) if len(latency) else float("nan"),
-        "labelled": len(labelled),
-        "accuracy": float(np.mean([p == t for p, t in labelled])) if labelled else float("nan"),
+        "chart": str(chart),
     }
+
+
+def _only(j: Any, origin: int) -> Any:
+    """The main stream's rows (the warm-up ran before ``origin``)."""
+    keep = j.times >= origin
+    return type(j)(
+        j.times[keep],
+        j.predicted_at[keep],
+        j.correct[keep],
+        [v for v, k in zip(j.versions, keep, strict=True) if k],
+    )

@@ -19,31 +19,30 @@ from driftline.config import Settings
 pytestmark = pytest.mark.kafka
 
 
-def test_demo_accounts_for_every_event(settings: Settings) -> None:
-    result = CliRunner().invoke(
-        main,
-        [
-            "-b",
-            str(settings.bootstrap_servers),
-            "demo",
-            "--events",
-            "3000",
-            "--rate",
-            "3000",
-            "--malformed-every",
-            "300",
-            "--json",
-        ],
-    )
+def test_the_demo_closes_the_loop(settings: Settings, tmp_path: Path) -> None:
+    """Drift injected, alert published, retraining requested, a new version promoted and served, and
+    accuracy back within 0.05 of where it was before the drift."""
+    chart = tmp_path / "demo.png"
+    args = ["demo", "--events", "30000", "--warmup", "6000", "--rate", "2000", "--drift-at", "0.3"]
+    args += ["--retrain-events", "4000", "--malformed-every", "1000", "--chart", str(chart), "--json"]
+    result = CliRunner().invoke(main, ["-b", str(settings.bootstrap_servers), *args])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{") :])
-    assert summary["events"] == 3000
-    assert summary["dead_letters"] == 10
-    assert summary["predictions"] == 2990
+    assert summary["events"] == 36000
+    assert summary["dead_letters"] == 30
     assert summary["unaccounted"] == 0
-    assert summary["labelled"] == 2990  # every prediction joined with its label from the labels topic
-    assert summary["accuracy"] > 0.8  # the bootstrap model on the same concept
-    assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
+    assert summary["alerts"] >= 1
+    assert summary["retrain_requests"] >= 1
+    assert summary["versions"][:2] == ["1", "2"]
+    assert summary["accuracy_after_drift"] < summary["accuracy_before_drift"] - 0.2  # the drift hurt
+    assert summary["accuracy_after_swap"] >= summary["accuracy_before_drift"] - 0.05
+    assert (
+        0
+        < summary["seconds_drift_to_alert"]
+        < summary["seconds_drift_to_alert"] + summary["seconds_alert_to_swap"]
+    )
+    assert chart.stat().st_size > 10_000
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_reports_every_figure(settings: Settings) -> None:
@@ -82,8 +81,8 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
 
 
 def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_path: Path) -> None:
-    """SIGTERM while events flow (Ctrl-C takes the same path): the demo stops its `serve` child and
-    exits. Without the demo's handler, SIGTERM would end it at once and orphan the child."""
+    """SIGTERM while events flow (Ctrl-C takes the same path): the demo stops its children (serve,
+    monitor, train) and exits. Without the demo's handler, SIGTERM would end it at once and orphan them."""
     log = tmp_path / "demo.log"
     with log.open("wb") as sink:
         demo = subprocess.Popen(
@@ -104,7 +103,7 @@ def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_pat
         )
     try:
         deadline = time.monotonic() + 90
-        while b"serve is up" not in log.read_bytes():
+        while b"all up" not in log.read_bytes():
             assert demo.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
@@ -114,7 +113,7 @@ def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_pat
                 ["pgrep", "-P", str(demo.pid)], capture_output=True, text=True, check=False
             ).stdout.split()
         ]
-        assert children, "the demo runs serve as a child process"
+        assert len(children) == 3, "the demo runs serve, monitor and train as child processes"
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(60) != 0
     finally:

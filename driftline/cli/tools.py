@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -52,43 +53,117 @@ def _print_table(title: str, rows: list[tuple[str, str]], as_json: dict[str, Any
 
 
 @main.command()
-@click.option("--events", default=20000, show_default=True, help="Events to produce.")
-@click.option("--rate", default=5000.0, show_default=True, help="Events per second.")
-@click.option("--malformed-every", default=500, show_default=True, help="Corrupt every Nth event (0: none).")
+@click.option("--events", default=60000, show_default=True, help="Events in the main stream.")
+@click.option(
+    "--warmup", default=8000, show_default=True, help="Labelled events the first version learns from."
+)
+@click.option("--rate", default=2000.0, show_default=True, help="Events per second.")
+@click.option(
+    "--drift-at", default=0.4, show_default=True, help="Where the concept changes (share of the stream)."
+)
+@click.option("--malformed-every", default=1000, show_default=True, help="Corrupt every Nth event (0: none).")
+@click.option(
+    "--retrain-events", default=8000, show_default=True, help="Events after the alert to retrain on."
+)
+@click.option("--epochs", default=10, show_default=True, help="Training epochs per version.")
+@click.option(
+    "--chart",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("driftline-demo.png"),
+    show_default=True,
+    help="Where to write the PNG chart of accuracy over time.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (no live view).")
 @click.pass_obj
 def demo(
-    settings: Settings, events: int, rate: float, malformed_every: int, device: str, as_json: bool
+    settings: Settings,
+    events: int,
+    warmup: int,
+    rate: float,
+    drift_at: float,
+    malformed_every: int,
+    retrain_events: int,
+    epochs: int,
+    chart: Path,
+    device: str,
+    as_json: bool,
 ) -> None:
-    """Run the whole path: local broker, topics, a bootstrap model, `serve`, events, and a summary.
+    """Watch the whole system adapt: drift arrives, the monitor alerts, a trainer retrains, the new
+    version goes live, accuracy recovers.
 
-    Uses --bootstrap-servers when given, else a running local broker, else starts one for the run
-    (and stops it after, also on Ctrl-C). Topics are scoped to the run.
+    Uses --bootstrap-servers when given, else a running local broker, else starts one for the run.
+    Topics and keys are scoped to the run. serve, monitor and train run as separate processes and
+    are stopped at the end, also on Ctrl-C. Ends with a summary and a PNG chart (--chart).
     """
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
     from driftline.broker import named_or_local_cluster
     from driftline.demo import DemoOptions, run_demo
 
     _stop_cleanly_on_signals()
     say = _narrator(quiet=as_json)
-    with named_or_local_cluster(
-        settings.bootstrap_servers, settings.home, settings.cache_dir, say
-    ) as servers:
+    opts = DemoOptions(
+        events=events,
+        warmup=warmup,
+        rate=rate,
+        drift_at=drift_at,
+        malformed_every=malformed_every,
+        retrain_events=retrain_events,
+        epochs=epochs,
+        chart=chart,
+        device=device,
+    )
+
+    def table(figures: dict[str, Any]) -> Table:
+        view = Table(title="driftline demo (live)", show_header=False, min_width=60)
+        for key, value in figures.items():
+            if key not in ("accounted", "expected"):
+                view.add_row(
+                    key,
+                    f"{value:,.3f}"
+                    if isinstance(value, float)
+                    else f"{value:,}"
+                    if isinstance(value, int)
+                    else str(value),
+                )
+        return view
+
+    with (
+        named_or_local_cluster(settings.bootstrap_servers, settings.home, settings.cache_dir, say) as servers,
+        Live(Table(), console=Console(stderr=True), refresh_per_second=4, transient=True) as live,
+    ):
         summary = run_demo(
             settings.model_copy(update={"bootstrap_servers": servers}),
-            DemoOptions(events=events, rate=rate, malformed_every=malformed_every, device=device),
+            opts,
             say,
+            view=None if as_json else lambda figures: live.update(table(figures)),
         )
+
+    def fmt(value: Any, spec: str) -> str:
+        return "n/a" if value is None or math.isnan(value) else format(value, spec)
+
     _print_table(
         "Driftline demo",
         [
-            ("events produced", f"{summary['events']:,}"),
-            ("predictions", f"{summary['predictions']:,}"),
-            ("dead letters", f"{summary['dead_letters']:,}"),
-            ("unaccounted", f"{summary['unaccounted']:,}"),
-            ("throughput", f"{summary['throughput_eps']:,.0f} events/s (at the offered rate)"),
-            ("latency p50 / p99", f"{summary['latency_p50_ms']:.1f} / {summary['latency_p99_ms']:.1f} ms"),
-            ("accuracy vs labels", f"{summary['accuracy']:.3f}"),
+            (
+                "events / predictions / dead letters",
+                f"{summary['events']:,} / {summary['predictions']:,} / {summary['dead_letters']:,}",
+            ),
+            ("drift alerts / retraining requests", f"{summary['alerts']} / {summary['retrain_requests']}"),
+            ("versions", ", ".join(f"v{v}" for v in summary["versions"])),
+            ("accuracy before drift", fmt(summary["accuracy_before_drift"], ".3f")),
+            ("accuracy after drift (old version)", fmt(summary["accuracy_after_drift"], ".3f")),
+            ("accuracy after the swap", fmt(summary["accuracy_after_swap"], ".3f")),
+            ("drift -> alert", fmt(summary["seconds_drift_to_alert"], ".1f") + " s"),
+            ("alert -> new version serving", fmt(summary["seconds_alert_to_swap"], ".1f") + " s"),
+            (
+                "latency p50 / p99",
+                f"{fmt(summary['latency_p50_ms'], '.0f')} / {fmt(summary['latency_p99_ms'], '.0f')} ms",
+            ),
+            ("chart", summary["chart"]),
         ],
         summary if as_json else None,
     )

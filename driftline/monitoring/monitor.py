@@ -296,13 +296,12 @@ class DriftMonitor:
         if self._last_request_ms is not None and now_ms - self._last_request_ms < p.cooldown_ms:
             return
         self._last_request_ms, self._requested_for = now_ms, self.version
-        per_partition = max(1, p.retrain_events // max(1, sum(len(v) for v in self._latest.values())))
         window = [
             {
                 "topic": topic,
                 "partition": partition,
                 "start_offset": offset,
-                "end_offset": offset + per_partition,
+                "end_offset": offset + max(1, -(-p.retrain_events // len(parts))),
                 "start_time": time_ms,
                 "end_time": None,
             }

@@ -34,7 +34,7 @@ GENERATORS: dict[str, Generator] = {
         AGRAWAL_FEATURES,
         ["group A", "group B"],
         lambda seed: synth.Agrawal(classification_function=0, seed=seed),
-        lambda seed: synth.Agrawal(classification_function=4, seed=seed),
+        lambda seed: synth.Agrawal(classification_function=7, seed=seed),
     ),
     "sea": Generator(
         ["x1", "x2", "x3"],
