@@ -1,4 +1,4 @@
-# Driftline services (serve now; monitor and train in later releases).
+# Driftline's services: serve, monitor and train (see docker-compose.yml).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -40,6 +40,7 @@ log = logging.getLogger("driftline")
     "--data-timeout-s", default=120.0, show_default=True, help="How long to wait for a window's data."
 )
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
 @click.pass_obj
 def train(
     settings: Settings,
@@ -54,6 +55,7 @@ def train(
     min_rows: int,
     data_timeout_s: float,
     device: str,
+    metrics_port: int,
 ) -> None:
     """Train model versions from Kafka: once (--once), or for every retraining request.
 
@@ -111,6 +113,10 @@ def train(
             f"{name} v{record['version']}: {'LIVE' if outcome.promoted else 'CANDIDATE'} ({record['reason']})"
         )
         return
+    from driftline.monitoring.metrics import TrainMetrics
+
+    metrics = TrainMetrics()
+    metrics.serve_http(metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -121,5 +127,6 @@ def train(
         opts,
         stop.is_set,
         on_ready=lambda: log.info("training %s on requests from %s", name, t.retrain_requests),
+        metrics=metrics,
     )
     log.info("stopped cleanly")

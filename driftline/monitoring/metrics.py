@@ -193,3 +193,33 @@ class MonitorMetrics:
     def serve_http(self, port: int) -> None:
         if port:
             start_http_server(port, addr="0.0.0.0", registry=self.registry)
+
+
+class TrainMetrics:
+    """Everything ``driftline train`` reports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "driftline_train_requests",
+            "Retraining requests handled, by outcome (promoted, not-promoted, duplicate, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.seconds = Histogram(
+            "driftline_train_seconds",
+            "Time to answer a request: data, training, evaluation, publishing.",
+            buckets=(1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+            registry=r,
+        )
+        self.accuracy = Gauge(
+            "driftline_train_heldout_accuracy",
+            "Held-out accuracy of the latest candidate and of the live version it was judged against.",
+            ["model"],
+            registry=r,
+        )
+
+    def serve_http(self, port: int) -> None:
+        if port:
+            start_http_server(port, addr="0.0.0.0", registry=self.registry)

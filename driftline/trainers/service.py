@@ -9,12 +9,14 @@ versions carry the id of the request they answer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from driftline.config import Settings
 from driftline.errors import DecodeError, DriftlineError
 from driftline.models import control
+from driftline.monitoring.metrics import TrainMetrics
 from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
 from driftline.trainers.dataset import first_windows, labelled_rows
@@ -114,7 +116,9 @@ def serve_requests(
     opts: TrainOptions,
     stop: Callable[[], bool],
     on_ready: Callable[[], None] | None = None,
+    metrics: TrainMetrics | None = None,
 ) -> None:
+    metrics = metrics or TrainMetrics()
     consumer = kafka.consumer(settings, f"driftline-train-{name}", **{"max.poll.interval.ms": 1_800_000})
     consumer.subscribe(
         [settings.topics.retrain_requests], on_assign=lambda *_: on_ready() if on_ready else None
@@ -124,16 +128,29 @@ def serve_requests(
             message = consumer.poll(0.5)
             if message is None or message.error() is not None:
                 continue
+            started = time.monotonic()
             try:
                 request = _DECODER.decode(message.value())
                 if request.get("model_name") == name:
-                    answer_request(settings, private_key, name, request, opts)
+                    outcome = answer_request(settings, private_key, name, request, opts)
+                    _count(metrics, name, outcome, time.monotonic() - started)
             except DecodeError as exc:
                 log.error(
                     "skipping an undecodable retraining request at offset %s: %s", message.offset(), exc
                 )
+                metrics.requests.labels("failed").inc()
             except DriftlineError as exc:  # not enough data, no live version: say so, do not retry forever
                 log.error("could not answer the request at offset %s: %s", message.offset(), exc)
+                metrics.requests.labels("failed").inc()
             consumer.commit(message=message, asynchronous=False)
     finally:
         consumer.close()
+
+
+def _count(metrics: TrainMetrics, name: str, outcome: Outcome | None, seconds: float) -> None:
+    if outcome is None:
+        metrics.requests.labels("duplicate").inc()
+        return
+    metrics.requests.labels("promoted" if outcome.promoted else "not-promoted").inc()
+    metrics.seconds.observe(seconds)
+    metrics.accuracy.labels(name).set(outcome.candidate_accuracy)
