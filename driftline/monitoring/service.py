@@ -41,6 +41,7 @@ from driftline.monitoring.metrics import MonitorMetrics
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.schemas.columnar import decode_input_events
+from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
 from driftline.streams.features import FeatureExtractor
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 _STORE = builtin_store()
 _ALERTS = AvroEncoder.single_object(_STORE.latest("io.driftline.DriftAlert"))
 _REQUESTS = AvroEncoder.single_object(_STORE.latest("io.driftline.RetrainRequest"))
+_PREDICTION_FP = load_schema("prediction.avsc").fingerprint
+_LABEL_FP = load_schema("label.avsc").fingerprint
 _INPUT_FINGERPRINTS = {
     load_schema("input_event.v1.avsc").fingerprint: False,
     load_schema("input_event.avsc").fingerprint: True,
@@ -182,11 +185,17 @@ class MonitorService:
         starts: Positions = defaultdict(dict)
         ends: Positions = defaultdict(dict)
         for topic, batch in by_topic.items():
+            first: dict[int, Message] = {}
+            last: dict[int, Message] = {}
             for m in batch:
-                partition, offset = m.partition() or 0, m.offset() or 0
-                self._positions[topic][partition] = offset + 1
-                ends[topic][partition] = (offset + 1, m.timestamp()[1])
-                starts[topic].setdefault(partition, (offset, m.timestamp()[1]))
+                partition = m.partition() or 0
+                first.setdefault(partition, m)
+                last[partition] = m
+            for partition, m in first.items():
+                starts[topic][partition] = (m.offset() or 0, m.timestamp()[1])
+            for partition, m in last.items():
+                self._positions[topic][partition] = (m.offset() or 0) + 1
+                ends[topic][partition] = ((m.offset() or 0) + 1, m.timestamp()[1])
             self.metrics.consumed.labels(_role(t, topic)).inc(len(batch))
         self.monitor.advance(starts, ends)
         if by_topic.get(t.events):
@@ -226,37 +235,64 @@ class MonitorService:
         self.monitor.observe_inputs(np.concatenate(features), now)
 
     def _predictions(self, messages: list[Message], now: int) -> None:
-        ids, predicted, versions, times, scores = [], [], [], [], []
-        for m in messages:
-            try:
-                r = self._decoder.decode(m.value())
-                ids.append(r["event_id"])
-                predicted.append(r["predicted_class"])
-                versions.append(r["model_version"])
-                times.append(r["event_time"])
-                scores.append(r["scores"])
-            except (DecodeError, KeyError, TypeError) as exc:
-                self._dead_letter(m, getattr(exc, "reason", "bad-type"), str(exc))
+        """Canonical predictions are read for the whole batch at once; any other goes through
+        fastavro, which names the reason when one is bad."""
+        payloads = [m.value() or b"" for m in messages]
+        n_classes = self._profile.n_classes if self._profile is not None else 2
+        fast = decode_predictions(payloads, _PREDICTION_FP, n_classes)
+        ids, versions = fast.event_ids, fast.versions
+        predicted, times, scores = fast.predicted, fast.event_times, fast.scores
+        rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
+        if len(rest):
+            slow = [self._decode_prediction(messages[i]) for i in rest.tolist()]
+            good = [r for r in slow if r is not None]
+            ids = [*ids, *(r["event_id"] for r in good)]
+            versions = [*versions, *(r["model_version"] for r in good)]
+            predicted = np.concatenate(
+                [predicted, np.array([r["predicted_class"] for r in good], dtype=np.int64)]
+            )
+            times = np.concatenate([times, np.array([r["event_time"] for r in good], dtype=np.int64)])
+            same = [r["scores"] for r in good if len(r["scores"]) == n_classes]
+            if len(same) == len(good):  # scores of another width cannot feed the score detectors
+                scores = np.concatenate([scores, np.array(same, dtype=np.float32).reshape(-1, n_classes)])
+            else:
+                scores = scores[:0]
         if not ids:
             return
-        width = max(map(len, scores))
-        matrix = np.array([s for s in scores if len(s) == width], dtype=np.float32)
-        if len(matrix) == len(scores):
-            self.monitor.observe_predictions(matrix, versions, now)
-        self._errors(self.join.add_predictions(ids, np.asarray(predicted), versions, np.asarray(times)), now)
+        if len(scores) == len(ids):
+            self.monitor.observe_predictions(scores, versions, now)
+        self._errors(self.join.add_predictions(ids, predicted, versions, times), now)
+
+    def _decode_prediction(self, message: Message) -> dict[str, Any] | None:
+        try:
+            record = self._decoder.decode(message.value())
+            if not {"event_id", "model_version", "predicted_class", "event_time", "scores"} <= set(record):
+                raise DecodeError("unknown-schema", "not a Prediction record")
+            return record
+        except DecodeError as exc:
+            self._dead_letter(message, exc.reason, exc.detail)
+            return None
 
     def _labels(self, messages: list[Message], now: int) -> None:
-        ids, labels, times = [], [], []
-        for m in messages:
+        payloads = [m.value() or b"" for m in messages]
+        fast = decode_labels(payloads, _LABEL_FP)
+        ids, labels, times = fast.event_ids, fast.labels, fast.event_times
+        rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
+        extra_ids, extra_labels, extra_times = [], [], []
+        for i in rest.tolist():
             try:
-                r = self._decoder.decode(m.value())
-                ids.append(r["event_id"])
-                labels.append(int(r["label"]))
-                times.append(int(r["event_time"]))
+                r = self._decoder.decode(payloads[i])
+                extra_ids.append(str(r["event_id"]))
+                extra_labels.append(int(r["label"]))
+                extra_times.append(int(r["event_time"]))
             except (DecodeError, KeyError, TypeError, ValueError) as exc:
-                self._dead_letter(m, getattr(exc, "reason", "bad-type"), str(exc))
+                self._dead_letter(messages[i], getattr(exc, "reason", "bad-type"), str(exc))
+        if extra_ids:
+            ids = [*ids, *extra_ids]
+            labels = np.concatenate([labels, np.array(extra_labels, dtype=np.int64)])
+            times = np.concatenate([times, np.array(extra_times, dtype=np.int64)])
         if ids:
-            self._errors(self.join.add_labels(ids, np.asarray(labels), np.asarray(times)), now)
+            self._errors(self.join.add_labels(ids, labels, times), now)
 
     def _errors(self, joined: Joined, now: int) -> None:
         if len(joined):
