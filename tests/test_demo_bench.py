@@ -75,6 +75,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
         "steady_p99_ms",
         "swaps",
         "monitor_eps",
+        "monitor_half_sample_stream_eps",
     ):
         assert figures[key] > 0, key
     assert figures["serve_vs_faust"] == pytest.approx(figures["serve_eps"] / figures["faust_eps"])

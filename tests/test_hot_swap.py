@@ -169,6 +169,27 @@ def test_a_processor_started_later_serves_the_current_live_version(
     assert len(predictions) == len(ids)
 
 
+def test_a_shadow_version_scores_the_same_events_into_the_shadow_topic(
+    registry: Settings, model_dir: Path, tmp_path: Path, keys: Path
+) -> None:
+    private = (keys / "signing.key").read_bytes()
+    control.publish_version(registry, versioned(model_dir, tmp_path, "1"), private)
+    control.promote(registry, private, MODEL, "1")
+    control.publish_version(registry, versioned(model_dir, tmp_path, "2"), private)
+    control.set_status(registry, private, MODEL, "2", "SHADOW")
+    ids = produce_events(registry, 500, run_id="shadow")
+    with service(
+        registry, tmp_path / "serve.log", "serve", "--group", "g-shadow", ready=SERVE_READY
+    ) as running:
+        live = read_topic(registry, registry.topics.predictions, expected=len(ids))
+        shadow = read_topic(registry, registry.topics.shadow_predictions, expected=len(ids))
+        assert "shadowing agrawal v2 next to live v1" in running.output()
+    assert predicted_versions(live) == dict.fromkeys(ids, "1")
+    assert predicted_versions(shadow) == dict.fromkeys(ids, "2")
+    audit = audit_records(registry, expected=1)
+    assert [(r["action"], r["version"]) for r in audit] == [("SHADOWING", "2")]
+
+
 def test_the_models_commands_drive_the_registry(registry: Settings, model_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {

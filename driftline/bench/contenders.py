@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
 from driftline.config import Settings, Topics, load_settings
 from driftline.schemas import AvroEncoder, builtin_store
@@ -101,13 +101,26 @@ def run_serve(
     return _report(processor.handled, n_events, processor.first_arrival, processor.last_commit)
 
 
-def run_monitor(settings: Settings, n_events: int, model_name: str, timeout_s: float) -> dict[str, float]:
-    """``driftline monitor`` over ``n_events`` events, their predictions and their labels (3 records
-    per event), timed from the first record read to the checkpoint after the last."""
+def run_monitor(
+    settings: Settings, n_events: int, model_name: str, timeout_s: float, stride: int = 1
+) -> dict[str, float]:
+    """``driftline monitor`` over the events, their predictions and their labels (3 records per event;
+    with ``stride`` > 1, the 1/stride sample of partitions), timed from the first record read to the
+    checkpoint after the last. ``eps`` counts the events read; ``stream_eps`` the stream's events
+    per second that the sample stands for."""
     from driftline.models.control import load_trusted_keys
     from driftline.monitoring.service import MonitorOptions, MonitorService
 
-    service = MonitorService(settings, model_name, load_trusted_keys(settings), MonitorOptions())
+    service = MonitorService(
+        settings, model_name, load_trusted_keys(settings), MonitorOptions(partition_stride=stride)
+    )
+    t = settings.topics
+    probe = kafka.consumer(settings, f"bench-probe-{uuid.uuid4().hex[:8]}")
+    target = dict.fromkeys(("events", "predictions", "labels"), 0)
+    for tp in service.assignment([t.events, t.predictions, t.labels]):
+        role = next(r for r in target if getattr(t, r) == tp.topic)
+        target[role] += probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+    probe.close()
     deadline = time.monotonic() + timeout_s
     first: list[float] = []
 
@@ -115,12 +128,13 @@ def run_monitor(settings: Settings, n_events: int, model_name: str, timeout_s: f
         read = service.records_read()
         if not first and any(read.values()):
             first.append(time.monotonic())
-        return min(read.values()) >= n_events or time.monotonic() > deadline
+        return all(read[r] >= target[r] for r in target) or time.monotonic() > deadline
 
     service.run(done)
     end = time.monotonic()
     seen = min(service.records_read().values())
-    return {**_report(seen, n_events, first[0] if first else None, end), "records": 3.0 * seen}
+    report = _report(seen, target["events"], first[0] if first else None, end)
+    return {**report, "records": 3.0 * seen, "stream_eps": n_events / report["seconds"]}
 
 
 def _report(seen: int, wanted: int, first: float | None, end: float | None) -> dict[str, float]:
@@ -147,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scope", help="monitor: the prefix of the run's other topics (Topics.scoped)")
     parser.add_argument("--trusted-key", type=Path, help="monitor: the public key of the registry")
     parser.add_argument("--model-name", default="bench")
+    parser.add_argument("--stride", type=int, default=1, help="monitor: read every Nth partition")
     args = parser.parse_args(argv)
     topics = Topics(events=args.in_topic, predictions=args.out_topic, dead_letters=f"{args.out_topic}.dlq")
     if args.scope:
@@ -163,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.contender == "passthrough":
         report = run_passthrough(settings, args.events, args.max_batch, args.timeout)
     elif args.contender == "monitor":
-        report = run_monitor(settings, args.events, args.model_name, args.timeout)
+        report = run_monitor(settings, args.events, args.model_name, args.timeout, args.stride)
     else:
         report = run_serve(
             settings, args.events, args.model, args.max_batch, args.timeout, args.device, args.exactly_once

@@ -117,6 +117,7 @@ def measure_throughput(
     results["serve_eos"] = _contender(
         [*serve, "--out-topic", outs["serve_eos"], "--exactly-once"], opts.timeout_s
     )
+    monitor_args = _registry_for_monitor(base, model_dir, run)
     log("monitor (events, serve's predictions and labels: 3 records per event)")
     results["monitor"] = _contender(
         [
@@ -127,7 +128,23 @@ def measure_throughput(
             outs["serve"],
             "--events",
             str(opts.events),
-            *_registry_for_monitor(base, model_dir, run),
+            *monitor_args,
+        ],
+        opts.timeout_s,
+    )
+    log("monitor on every 2nd partition (a 50% sample: events with their predictions and labels)")
+    results["monitor_half"] = _contender(
+        [
+            "driftline.bench.contenders",
+            "monitor",
+            *common,
+            "--out-topic",
+            outs["serve"],
+            "--events",
+            str(opts.events),
+            "--stride",
+            "2",
+            *monitor_args,
         ],
         opts.timeout_s,
     )
@@ -316,6 +333,8 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         "faust_eps": faust,
         "monitor_eps": tput["monitor"]["eps"],
         "monitor_vs_serve": tput["monitor"]["eps"] / serve,
+        "monitor_half_sample_stream_eps": tput["monitor_half"]["stream_eps"],
+        "monitor_half_sample_vs_serve": tput["monitor_half"]["stream_eps"] / serve,
         "serve_vs_passthrough": serve / passthrough,
         "serve_vs_faust": serve / faust,
         "latency_rate_eps": half["rate"],

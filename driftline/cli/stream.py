@@ -301,6 +301,13 @@ def tail_cmd(
     help="Alert kinds that request retraining (comma-separated; empty: never).",
 )
 @click.option(
+    "--partition-stride",
+    default=1,
+    show_default=True,
+    help="Read every Nth partition only: a 1/N sample of events with their predictions and labels "
+    "(co-partitioned inputs), to keep up with a faster stream.",
+)
+@click.option(
     "--from-end", is_flag=True, help="Without a checkpoint, start at the inputs' end, not their beginning."
 )
 @click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
@@ -314,6 +321,7 @@ def monitor(
     cooldown_s: float,
     retrain_events: int,
     retrain_on: str,
+    partition_stride: int,
     from_end: bool,
     metrics_port: int,
 ) -> None:
@@ -371,7 +379,9 @@ def monitor(
         settings,
         name,
         load_trusted_keys(settings),
-        MonitorOptions(policy=policy, label_ttl_s=label_ttl_s, start_from_end=from_end),
+        MonitorOptions(
+            policy=policy, label_ttl_s=label_ttl_s, start_from_end=from_end, partition_stride=partition_stride
+        ),
         metrics,
     )
     service.run(

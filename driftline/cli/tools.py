@@ -245,6 +245,11 @@ def bench(
                 f"{r['monitor_eps']:,.0f} events/s ({r['monitor_vs_serve']:.2f}x serve)",
             ),
             (
+                "monitor, 50% partition sample",
+                f"{r['monitor_half_sample_stream_eps']:,.0f} stream events/s"
+                f" ({r['monitor_half_sample_vs_serve']:.2f}x serve)",
+            ),
+            (
                 "serve / passthrough",
                 f"{r['serve_vs_passthrough']:.2f}  ({verdict[r['serve_vs_passthrough'] >= 0.5]}: 0.5)",
             ),

@@ -34,7 +34,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from driftline.config import Settings
-from driftline.errors import DecodeError
+from driftline.errors import ConfigError, DecodeError
 from driftline.models.control import RegistryFollower
 from driftline.monitoring.join import Joined, LabelJoin
 from driftline.monitoring.metrics import MonitorMetrics
@@ -70,6 +70,10 @@ class MonitorOptions:
     status_interval_s: float = 5.0
     start_from_end: bool = False
     """Without a checkpoint: read the inputs from their end (now) instead of their beginning."""
+    partition_stride: int = 1
+    """Read partitions ``p`` with ``p % stride == 0`` only: a sample of 1/stride of the events, with
+    their own predictions and labels (the three topics are co-partitioned by event id), for when the
+    monitor must keep up with more than it can read."""
 
 
 class MonitorService:
@@ -135,14 +139,25 @@ class MonitorService:
             self._registry.close()
 
     def _assign(self, topics: Sequence[str]) -> None:
-        parts = []
+        self._consumer.assign(self.assignment(topics))
+
+    def assignment(self, topics: Sequence[str]) -> list[TopicPartition]:
+        """The input partitions this monitor reads, at their checkpointed (or starting) positions."""
         metadata = kafka.admin(self.settings).list_topics(timeout=30).topics
+        counts = {len(metadata[t].partitions) for t in topics}
+        stride = self.options.partition_stride
+        if stride > 1 and len(counts) > 1:
+            raise ConfigError(
+                f"--partition-stride {stride} needs co-partitioned inputs, but {', '.join(topics)} have "
+                f"{sorted(counts)} partitions; give them the same count or read every partition."
+            )
         default = -1 if self.options.start_from_end else OFFSET_BEGINNING  # -1: OFFSET_END
-        for topic in topics:
-            for partition in metadata[topic].partitions:
-                offset = self._positions[topic].get(partition, default)
-                parts.append(TopicPartition(topic, partition, offset))
-        self._consumer.assign(parts)
+        return [
+            TopicPartition(topic, partition, self._positions[topic].get(partition, default))
+            for topic in topics
+            for partition in sorted(metadata[topic].partitions)
+            if partition % stride == 0
+        ]
 
     def records_read(self) -> dict[str, int]:
         """Records read so far per input (events, predictions, labels), over all partitions."""
