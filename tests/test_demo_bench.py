@@ -79,6 +79,8 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     ):
         assert figures[key] > 0, key
     assert figures["serve_vs_faust"] == pytest.approx(figures["serve_eps"] / figures["faust_eps"])
+    # A 50% sample can at most double what the monitor gets through (it read a fresh checkpoint topic)
+    assert figures["monitor_half_sample_stream_eps"] < 4 * figures["monitor_eps"]
 
 
 def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_path: Path) -> None:

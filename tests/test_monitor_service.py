@@ -92,3 +92,24 @@ def test_drift_is_alerted_once_across_a_kill_and_a_hand_over(
     }
     assert sum(start.values()) == 0  # the evidence window starts where the version started
     assert np.isfinite(opened[0]["statistic"])
+
+
+def test_a_partition_stride_samples_the_same_partitions_of_every_input(
+    registry: Settings, keys: Path
+) -> None:
+    from driftline.errors import ConfigError
+    from driftline.models.control import load_trusted_keys
+    from driftline.monitoring.service import MonitorOptions, MonitorService
+    from driftline.streams import kafka
+
+    t = registry.topics
+    service = MonitorService(registry, MODEL, load_trusted_keys(registry), MonitorOptions(partition_stride=2))
+    try:
+        chosen = {(tp.topic, tp.partition) for tp in service.assignment([t.events, t.predictions, t.labels])}
+        assert chosen == {(t.events, 0), (t.predictions, 0), (t.labels, 0)}  # 2 partitions each
+        odd = registry.topics.model_copy(update={"labels": f"{t.labels}-3", "partitions": 3})
+        kafka.create_topics(registry.model_copy(update={"topics": odd}), [odd.labels])
+        with pytest.raises(ConfigError, match="co-partitioned"):
+            service.assignment([t.events, t.predictions, odd.labels])
+    finally:
+        service.close()

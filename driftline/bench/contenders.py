@@ -111,6 +111,11 @@ def run_monitor(
     from driftline.models.control import load_trusted_keys
     from driftline.monitoring.service import MonitorOptions, MonitorService
 
+    fresh = f"{settings.topics.monitor_state}.{uuid.uuid4().hex[:8]}"  # no checkpoint of an earlier run
+    settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"monitor_state": fresh})}
+    )
+    kafka.create_topics(settings, [fresh])
     service = MonitorService(
         settings, model_name, load_trusted_keys(settings), MonitorOptions(partition_stride=stride)
     )

@@ -135,8 +135,12 @@ class MonitorService:
             self.fenced = True
             log.warning("another monitor for %s took over (fenced); stopping", self.monitor.model_name)
         finally:
-            self._consumer.close()
-            self._registry.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the Kafka clients (``run`` does so when it ends)."""
+        self._consumer.close()
+        self._registry.close()
 
     def _assign(self, topics: Sequence[str]) -> None:
         self._consumer.assign(self.assignment(topics))
