@@ -156,3 +156,31 @@ def test_labelled_rows_join_events_and_labels_by_id(registry: Settings) -> None:
     assert len(rows) == 2000
     assert np.isclose(np.sort(rows.x[:, 0]), np.sort(data.x[:, 0])).all()
     assert rows.y.sum() == data.y.sum()
+
+
+def test_stopping_while_waiting_for_data_leaves_the_request_for_the_next_trainer(
+    registry: Settings, first_version: bytes
+) -> None:
+    private, t = first_version, registry.topics
+    now = {t.events: positions(registry, t.events), t.labels: positions(registry, t.labels)}
+    producer = kafka.producer(registry)
+    producer.produce(t.retrain_requests, REQUESTS.encode(request_after(registry, now, 4000, "req-future")))
+    assert producer.flush(10) == 0
+    stop = threading.Event()
+    slow = TrainOptions(epochs=1, device="cpu", min_rows=500, data_timeout_s=120)
+    thread = threading.Thread(target=serve_requests, args=(registry, private, MODEL, slow, stop.is_set))
+    thread.start()
+    time.sleep(5)  # the window lies in the future: the trainer waits for its data
+    stopped = time.monotonic()
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped < 10  # not the 120 s data timeout
+    assert sorted(control.signer_ledger(registry, private).state(MODEL).versions) == ["1"]
+    group = kafka.consumer(registry, f"driftline-train-{MODEL}")
+    try:
+        parts = [TopicPartition(t.retrain_requests, p) for p in range(t.partitions)]
+        committed = group.committed(parts, timeout=10)
+    finally:
+        group.close()
+    assert all(tp.offset < 0 for tp in committed)  # nothing committed: the next trainer answers it

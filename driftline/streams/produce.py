@@ -87,11 +87,12 @@ def produce_stream(
     on_progress: Callable[[int], None] | None = None,
     timeout: float = 60.0,
     chunk_size: int = CHUNK,
+    first_index: int = 0,
 ) -> ProduceReport:
     """Produce every row of ``data`` as an InputEvent (and a Label when ``labels`` is given)."""
     producer = kafka.producer(settings)
     topics = settings.topics
-    ids = [event_id(run_id, i) for i in range(len(data.y))]
+    ids = [event_id(run_id, first_index + i) for i in range(len(data.y))]
     rows = data.x.tolist()
     # Encode everything up front with a blank event time, so the paced loop only stamps and sends.
     event_parts = [

@@ -38,6 +38,10 @@ class TrainingDataError(DriftlineError):
     """Not enough labelled data in the requested window."""
 
 
+class TrainingInterruptedError(DriftlineError):
+    """Asked to stop while waiting for data; nothing was published."""
+
+
 @dataclass(frozen=True)
 class TrainingSet:
     """Labelled rows in event order, and the windows they were read from."""
@@ -82,6 +86,7 @@ def read_windows(
     windows: Sequence[Mapping[str, Any]],
     timeout: float,
     on_progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Message], list[Window]]:
     """The records of the windows, and the windows as actually read (ends cut to what arrived)."""
     consumer = kafka.consumer(settings, f"driftline-train-{uuid.uuid4().hex[:8]}")
@@ -104,6 +109,8 @@ def read_windows(
                     reached[tp] = max(reached[tp], wanted[tp][1])
             if on_progress is not None:
                 on_progress(len(out), total)
+            if stop is not None and stop():
+                raise TrainingInterruptedError("stopped while waiting for the window's data")
     finally:
         consumer.close()
     read = [_window(t, p, start, reached[(t, p)]) for (t, p), (start, _) in wanted.items()]
@@ -118,9 +125,10 @@ def labelled_rows(
     *,
     timeout: float = 120.0,
     on_progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainingSet:
     """Replay both windows and keep the events that have a label, in event-time order."""
-    labels_read, label_span = read_windows(settings, label_windows, timeout, on_progress)
+    labels_read, label_span = read_windows(settings, label_windows, timeout, on_progress, stop)
     truth: dict[bytes, int] = {}
     for m in labels_read:
         try:
@@ -128,7 +136,7 @@ def labelled_rows(
             truth[str(record["event_id"]).encode()] = int(record["label"])
         except (DecodeError, KeyError, TypeError, ValueError):
             continue  # a bad label is the monitor's to dead-letter; training just skips it
-    events_read, event_span = read_windows(settings, event_windows, timeout, on_progress)
+    events_read, event_span = read_windows(settings, event_windows, timeout, on_progress, stop)
     decoded = decode_input_events([m.value() or b"" for m in events_read], _FINGERPRINTS, n_features)
     keep = [i for i, eid in enumerate(decoded.event_ids) if eid in truth]
     x = decoded.features[keep]

@@ -19,7 +19,7 @@ from driftline.models import control
 from driftline.monitoring.metrics import TrainMetrics
 from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
-from driftline.trainers.dataset import first_windows, labelled_rows
+from driftline.trainers.dataset import TrainingInterruptedError, first_windows, labelled_rows
 from driftline.trainers.retrain import (
     Outcome,
     TrainOptions,
@@ -69,7 +69,12 @@ def train_once(
 
 
 def answer_request(
-    settings: Settings, private_key: bytes, name: str, request: Mapping[str, Any], opts: TrainOptions
+    settings: Settings,
+    private_key: bytes,
+    name: str,
+    request: Mapping[str, Any],
+    opts: TrainOptions,
+    stop: Callable[[], bool] | None = None,
 ) -> Outcome | None:
     """Train for one request, unless it was answered already (then finish what a crash left)."""
     request_id = str(request["request_id"])
@@ -96,6 +101,7 @@ def answer_request(
         [w for w in windows if w["topic"] == t.labels],
         len(features),
         timeout=opts.data_timeout_s,
+        stop=stop,
     )
     log.info(
         "request %s (%s): training v-next of %s on %d labelled rows",
@@ -132,8 +138,14 @@ def serve_requests(
             try:
                 request = _DECODER.decode(message.value())
                 if request.get("model_name") == name:
-                    outcome = answer_request(settings, private_key, name, request, opts)
+                    outcome = answer_request(settings, private_key, name, request, opts, stop)
                     _count(metrics, name, outcome, time.monotonic() - started)
+            except TrainingInterruptedError:
+                log.info(
+                    "stopped before the request at offset %s was answered; a trainer takes it up again",
+                    message.offset(),
+                )
+                break  # not committed, so it is not lost
             except DecodeError as exc:
                 log.error(
                     "skipping an undecodable retraining request at offset %s: %s", message.offset(), exc
