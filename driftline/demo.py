@@ -55,6 +55,8 @@ class DemoOptions:
     retrain_events: int = 8_000
     epochs: int = 10
     chart: Path = Path("driftline-demo.png")
+    logs: Path | None = None
+    """Where to keep the services' logs (default: a temporary folder, removed at the end)."""
     timeout_s: float = 240.0
 
 
@@ -88,7 +90,9 @@ def run_demo(settings: Settings, opts: DemoOptions, log: Log, view: View | None 
         with ExitStack() as stack:
             for name, args, ready in _services(opts):
                 log(f"starting {name}")
-                stack.enter_context(service(settings, workdir / f"{name}.log", *args, ready=ready))
+                logs = opts.logs or workdir
+                logs.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(service(settings, logs / f"{name}.log", *args, ready=ready))
             log(f"all up; {opts.events:,} events at {opts.rate:,.0f}/s, the concept changes at {drift:,}")
             produced: list[int] = []
             producer = threading.Thread(

@@ -25,9 +25,14 @@ def test_the_demo_closes_the_loop(settings: Settings, tmp_path: Path) -> None:
     chart = tmp_path / "demo.png"
     args = ["demo", "--events", "30000", "--warmup", "6000", "--rate", "2000", "--drift-at", "0.3"]
     args += ["--retrain-events", "4000", "--malformed-every", "1000", "--chart", str(chart), "--json"]
+    args += ["--logs", str(tmp_path / "logs")]
     result = CliRunner().invoke(main, ["-b", str(settings.bootstrap_servers), *args])
-    assert result.exit_code == 0, result.output
+    logs = "\n".join(
+        f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted((tmp_path / "logs").glob("*.log"))
+    )
+    assert result.exit_code == 0, result.output + logs
     summary = json.loads(result.output[result.output.index("{") :])
+    print(json.dumps(summary, indent=1), logs)  # shown when an assertion below fails
     assert summary["events"] == 36000
     assert summary["dead_letters"] == 30
     assert summary["unaccounted"] == 0

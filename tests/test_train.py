@@ -20,7 +20,7 @@ from driftline.streams.synthetic import GENERATORS, generate
 from driftline.trainers.dataset import first_windows, labelled_rows
 from driftline.trainers.retrain import TrainOptions
 from driftline.trainers.service import answer_request, serve_requests, train_once
-from tests.helpers import MODEL, STORE
+from tests.helpers import MODEL, STORE, versioned
 
 pytestmark = pytest.mark.kafka
 
@@ -184,3 +184,25 @@ def test_stopping_while_waiting_for_data_leaves_the_request_for_the_next_trainer
     finally:
         group.close()
     assert all(tp.offset < 0 for tp in committed)  # nothing committed: the next trainer answers it
+
+
+def test_a_crash_between_publish_and_promote_is_finished_on_the_retry(
+    registry: Settings, first_version: bytes, model_dir: Path, tmp_path: Path
+) -> None:
+    """The trainer published a candidate that it had decided to promote, then died: the request was not
+    committed, so it comes again; the retry promotes that candidate instead of training another."""
+    private = first_version
+    candidate = versioned(model_dir, tmp_path, "2")
+    control.publish_version(
+        registry,
+        candidate,
+        private,
+        reason="promoting: held-out accuracy 0.99 beats live",
+        request_id="req-crash",
+    )
+    assert control.signer_ledger(registry, private).live(MODEL)["version"] == "1"  # type: ignore[index]
+    request = request_after(registry, {}, 0, "req-crash")
+    assert answer_request(registry, private, MODEL, request, OPTS) is None  # nothing trained again
+    ledger = control.signer_ledger(registry, private)
+    assert ledger.live(MODEL)["version"] == "2"  # type: ignore[index]
+    assert sorted(ledger.state(MODEL).versions) == ["1", "2"]

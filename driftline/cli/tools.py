@@ -73,6 +73,12 @@ def _print_table(title: str, rows: list[tuple[str, str]], as_json: dict[str, Any
     show_default=True,
     help="Where to write the PNG chart of accuracy over time.",
 )
+@click.option(
+    "--logs",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Keep serve's, monitor's and train's logs in this folder (default: removed at the end).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (no live view).")
 @click.pass_obj
@@ -86,6 +92,7 @@ def demo(
     retrain_events: int,
     epochs: int,
     chart: Path,
+    logs: Path | None,
     device: str,
     as_json: bool,
 ) -> None:
@@ -114,6 +121,7 @@ def demo(
         retrain_events=retrain_events,
         epochs=epochs,
         chart=chart,
+        logs=logs,
         device=device,
     )
 
