@@ -189,6 +189,8 @@ def _services(opts: DemoOptions) -> list[tuple[str, list[str], str]]:
                 "5",
                 "--label-ttl-s",
                 "120",
+                "--cooldown-s",
+                "20",
             ],
             MONITOR_READY,
         ),

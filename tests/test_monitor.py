@@ -77,3 +77,20 @@ def test_a_checkpoint_restores_detectors_and_alert_state() -> None:
     assert b.open_alerts() == ["CONCEPT"]
     feed(b, 0.6, 3000, now_ms=3)
     assert b.take_outputs() == []  # the alert was open already and the request made
+
+
+def test_a_drift_that_goes_on_asks_again_after_the_cooldown_only() -> None:
+    m = DriftMonitor("m", MonitorPolicy(cooldown_ms=1000, update_interval_ms=10**9))
+    m.set_version("1", None, now_ms=0)
+    m.advance(POS, POS)
+    feed(m, 0.02, 5000, now_ms=0)
+    feed(m, 0.3, 2000, now_ms=10)
+    first = m.take_outputs()
+    assert [w for w, _ in first] == ["alert", "request"]
+    feed(m, 0.6, 2000, now_ms=500)  # worse again, within the cooldown: nothing
+    assert m.take_outputs() == []
+    feed(m, 0.95, 2000, now_ms=2000)  # worse again, after it: a second request for the same alert
+    again = m.take_outputs()
+    assert [w for w, _ in again] == ["request"]
+    assert again[0][1]["request_id"] == first[1][1]["request_id"] + "-3"
+    assert again[0][1]["alert_id"] == first[0][1]["alert_id"]

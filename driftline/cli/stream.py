@@ -334,7 +334,8 @@ def monitor(
       error stream through a likelihood-ratio test.
     Alerts (io.driftline.DriftAlert) go to the drift-alerts topic: one OPEN per drift, UPDATEs at
     most every --update-interval-s, RESOLVED when a new version goes live. Retraining requests
-    (io.driftline.RetrainRequest) go to retrain-requests, once per live version and cooldown.
+    (io.driftline.RetrainRequest) go to retrain-requests when an alert opens, and again on a later
+    alarm of it after --cooldown-s.
     State is checkpointed with the outputs in one transaction, so a restart resumes where it was;
     a second monitor for the same model takes over from the first. Stop with SIGTERM or Ctrl-C.
     """

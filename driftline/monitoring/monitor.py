@@ -22,9 +22,10 @@ alerting label-free detectors alarm only when the shift moves events to where th
 
 Repeated evidence does not flood users: the first alarm of a kind opens an alert (``OPEN``), later
 alarms of that kind send at most one ``UPDATE`` per ``update_interval_ms``, and a new live version
-closes it (``RESOLVED``). A retraining request goes out when an alert opens for a kind in
-``retrain_on``, once per live version and at most once per ``cooldown_ms``; its id is derived from the
-alert, so a replay produces the same id.
+closes it (``RESOLVED``). A retraining request goes out when an alert of a kind in ``retrain_on``
+opens, and again on a later alarm of the same alert once ``cooldown_ms`` has passed (the drift went
+on, or the first retraining did not produce a better version); its id is derived from the alert and
+its alarm count, so a replay produces the same id.
 """
 
 from __future__ import annotations
@@ -117,19 +118,23 @@ class DriftMonitor:
         self.model_name = model_name
         self.policy = policy or MonitorPolicy()
         self.version: str | None = None
+        self.since_ms: int | None = None
+        """Errors count for the live version only on events from this time on (the version's creation):
+        replays of the data it was trained on would make its error look lower than it is."""
         self.detectors = VersionDetectors(None)
         self._alerts: dict[str, _Alert] = {}
         self._since: Positions = {}
         """Where the current version's evidence starts, per input topic partition."""
         self._latest: Positions = {}
         self._last_request_ms: int | None = None
-        self._requested_for: str | None = None
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self.counts = {"inputs": 0, "predictions": 0, "errors": 0}
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def set_version(self, version: str, profile: ReferenceProfile | None, now_ms: int) -> None:
+    def set_version(
+        self, version: str, profile: ReferenceProfile | None, now_ms: int, since_ms: int | None = None
+    ) -> None:
         """A new live version: resolve the old version's alerts, start its detectors afresh."""
         if version == self.version:
             return
@@ -137,6 +142,7 @@ class DriftMonitor:
             self._emit_alert(alert, "RESOLVED", None, now_ms, f"v{version} went live")
         self._alerts.clear()
         self.version = version
+        self.since_ms = since_ms
         self.detectors = VersionDetectors(profile)
         self._since = {}
         self.counts = dict.fromkeys(self.counts, 0)
@@ -168,8 +174,16 @@ class DriftMonitor:
         for channel in (d.expected, d.scores):
             self._update(channel, scores[mine], now_ms)
 
-    def observe_errors(self, errors: npt.NDArray[np.bool_], versions: list[str], now_ms: int) -> None:
+    def observe_errors(
+        self,
+        errors: npt.NDArray[np.bool_],
+        versions: list[str],
+        now_ms: int,
+        event_times: npt.NDArray[np.int64] | None = None,
+    ) -> None:
         mine = _of_version(versions, self.version)
+        if self.since_ms is not None and event_times is not None:
+            mine &= event_times >= self.since_ms
         if not mine.any():
             return
         self.counts["errors"] += int(mine.sum())
@@ -200,6 +214,7 @@ class DriftMonitor:
         if now_ms - alert.last_sent_ms >= self.policy.update_interval_ms:
             alert.last_sent_ms = now_ms
             self._emit_alert(alert, "UPDATE", channel, now_ms, None, statistic)
+        self._maybe_request(alert, now_ms)  # the drift goes on (or got worse) after the cooldown
 
     @staticmethod
     def _alarm_statistic(channel: _Channel, values: npt.NDArray[Any]) -> float | None:
@@ -291,11 +306,11 @@ class DriftMonitor:
 
     def _maybe_request(self, alert: _Alert, now_ms: int) -> None:
         p = self.policy
-        if alert.kind not in p.retrain_on or self._requested_for == self.version:
+        if alert.kind not in p.retrain_on:
             return
         if self._last_request_ms is not None and now_ms - self._last_request_ms < p.cooldown_ms:
             return
-        self._last_request_ms, self._requested_for = now_ms, self.version
+        self._last_request_ms = now_ms
         window = [
             {
                 "topic": topic,
@@ -312,7 +327,8 @@ class DriftMonitor:
             (
                 "request",
                 {
-                    "request_id": "retrain-" + alert.alert_id,
+                    "request_id": f"retrain-{alert.alert_id}"
+                    + ("" if alert.alarms == 1 else f"-{alert.alarms}"),
                     "time": now_ms,
                     "model_name": self.model_name,
                     "model_version": self.version or "",
@@ -329,17 +345,18 @@ class DriftMonitor:
         """Everything needed to resume (the profile comes back from the registry)."""
         return {
             "version": self.version,
+            "since_ms": self.since_ms,
             "alerts": [vars(a) for a in self._alerts.values()],
             "since": _positions_out(self._since),
             "latest": _positions_out(self._latest),
             "last_request_ms": self._last_request_ms,
-            "requested_for": self._requested_for,
             "counts": self.counts,
             "detectors": {c.name: detector_state(c.detector) for c in self.detectors.channels},
         }
 
     def restore(self, state: Mapping[str, Any], profile: ReferenceProfile | None) -> None:
         self.version = state["version"]
+        self.since_ms = state.get("since_ms")
         self.detectors = VersionDetectors(profile)
         for channel in self.detectors.channels:
             saved = state["detectors"].get(channel.name)
@@ -349,7 +366,6 @@ class DriftMonitor:
         self._since = _positions_in(state["since"])
         self._latest = _positions_in(state["latest"])
         self._last_request_ms = state["last_request_ms"]
-        self._requested_for = state["requested_for"]
         self.counts = dict(state["counts"])
 
     def feature_gauges(self) -> list[tuple[str, float]]:

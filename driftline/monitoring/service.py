@@ -178,7 +178,7 @@ class MonitorService:
         if record is None or record["version"] == self.monitor.version:
             return
         self._use_profile(record)
-        self.monitor.set_version(str(record["version"]), self._profile, _now_ms())
+        self.monitor.set_version(str(record["version"]), self._profile, _now_ms(), int(record["created_at"]))
         self.metrics.set_model(self.monitor.model_name, str(record["version"]))
         log.info(
             "monitoring %s v%s%s",
@@ -316,7 +316,7 @@ class MonitorService:
     def _errors(self, joined: Joined, now: int) -> None:
         if len(joined):
             self.metrics.joined.inc(len(joined))
-            self.monitor.observe_errors(joined.errors, joined.versions, now)
+            self.monitor.observe_errors(joined.errors, joined.versions, now, joined.event_times)
 
     def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
         self._dead.append(DeadLetter(message, reason, detail))
@@ -386,7 +386,9 @@ class MonitorService:
             self._use_profile(live)
         if latest is None:
             if live is not None:
-                self.monitor.set_version(str(live["version"]), self._profile, _now_ms())
+                self.monitor.set_version(
+                    str(live["version"]), self._profile, _now_ms(), int(live["created_at"])
+                )
             log.info(
                 "no checkpoint for %s: starting from %s",
                 self.monitor.model_name,
@@ -403,7 +405,7 @@ class MonitorService:
         for topic, parts in checkpoint["positions"].items():
             self._positions[topic] = {int(pp): int(o) for pp, o in parts.items()}
         if live is not None and live["version"] != saved_version:
-            self.monitor.set_version(str(live["version"]), self._profile, _now_ms())
+            self.monitor.set_version(str(live["version"]), self._profile, _now_ms(), int(live["created_at"]))
         log.info(
             "restored the checkpoint of %s v%s at %s",
             self.monitor.model_name,
