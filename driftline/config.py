@@ -207,6 +207,13 @@ class Settings(BaseSettings):
     def public_key_paths(self) -> list[Path]:
         return self.signing.public_keys or [self.home / "keys" / "signing.pub"]
 
+    def signed_with(self, public_keys: list[Path], private_key: Path | None = None) -> Settings:
+        """These settings trusting ``public_keys`` (and signing with ``private_key`` when given)."""
+        update: dict[str, Any] = {"public_keys": public_keys}
+        if private_key is not None:
+            update["private_key"] = private_key
+        return self.model_copy(update={"signing": self.signing.model_copy(update=update)})
+
     def registry_config(self) -> dict[str, Any] | None:
         if not self.schema_registry_url:
             return None

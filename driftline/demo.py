@@ -29,7 +29,7 @@ import numpy as np
 
 from driftline.config import Settings
 from driftline.demo_report import Seen, Tracker, draw_chart, joined, live_figures
-from driftline.models.signing import generate_keys
+from driftline.models.signing import write_key_pair
 from driftline.schemas import AvroEncoder, builtin_store
 from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
@@ -161,19 +161,11 @@ def _recovered(tracker: Tracker, opts: DemoOptions, first: Any) -> bool:
 
 
 def _demo_settings(settings: Settings, run: str, workdir: Path) -> Settings:
-    keys = workdir / "keys"
-    keys.mkdir()
-    private, public = generate_keys()
-    (keys / "signing.key").write_bytes(private)
-    (keys / "signing.pub").write_bytes(public)
-    signing = {"private_key": keys / "signing.key", "public_keys": [keys / "signing.pub"]}
-    return settings.model_copy(
-        update={
-            "topics": settings.topics.scoped(f"demo-{run}"),
-            "model_name": "demo",
-            "signing": settings.signing.model_validate(signing),
-        }
+    private, public = write_key_pair(workdir / "keys")
+    scoped = settings.model_copy(
+        update={"topics": settings.topics.scoped(f"demo-{run}"), "model_name": "demo"}
     )
+    return scoped.signed_with([public], private)
 
 
 def _services(opts: DemoOptions) -> list[tuple[str, list[str], str]]:

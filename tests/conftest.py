@@ -20,7 +20,7 @@ import pytest
 from driftline.broker import LocalBroker
 from driftline.config import Settings, Topics, load_settings
 from driftline.models import save_artifact
-from driftline.models.signing import generate_keys
+from driftline.models.signing import write_key_pair
 from driftline.streams.kafka import create_topics
 from driftline.streams.synthetic import generate
 from driftline.trainers import fit_classifier
@@ -109,16 +109,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("keys")
-    private, public = generate_keys()
-    (directory / "signing.key").write_bytes(private)
-    (directory / "signing.pub").write_bytes(public)
+    write_key_pair(directory)
     return directory
 
 
 @pytest.fixture
 def registry(settings: Settings, keys: Path) -> Settings:
     """Test settings whose processors trust the session's key and serve the test model."""
-    signing = {"private_key": keys / "signing.key", "public_keys": [keys / "signing.pub"]}
-    return settings.model_copy(
-        update={"model_name": MODEL, "signing": settings.signing.model_validate(signing)}
-    )
+    named = settings.model_copy(update={"model_name": MODEL})
+    return named.signed_with([keys / "signing.pub"], keys / "signing.key")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Message
 
 from driftline.config import Settings
+from driftline.models.artifact import copy_as_version
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.services import SERVE_READY, Service, service
 from driftline.streams import kafka
@@ -64,8 +63,4 @@ MODEL = "agrawal"
 
 def versioned(model_dir: Path, root: Path, version: str) -> Path:
     """The test model as another version (same weights, its own config and hash)."""
-    target = root / f"v{version}"
-    shutil.copytree(model_dir, target)
-    config = json.loads((target / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps({**config, "version": version}))
-    return target
+    return copy_as_version(model_dir, root / f"v{version}", version)

@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     settings = load_settings(bootstrap_servers=args.bootstrap_servers).model_copy(update={"topics": topics})
     if args.trusted_key:
-        settings = settings.model_copy(
-            update={"signing": settings.signing.model_validate({"public_keys": [args.trusted_key]})}
-        )
+        settings = settings.signed_with([args.trusted_key])
     if args.contender == "passthrough":
         report = run_passthrough(settings, args.events, args.max_batch, args.timeout)
     elif args.contender == "monitor":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy.typing as npt
 from confluent_kafka import Message
 
 from driftline.config import Settings
+from driftline.models.artifact import copy_as_version
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.services import SERVE_READY, service
 from driftline.streams import kafka
@@ -176,11 +176,10 @@ def _registry_for_monitor(settings: Settings, model_dir: Path, run: str) -> list
     the run's registry; return the monitor contender's arguments."""
     from driftline.models import control
     from driftline.models.artifact import load_config
-    from driftline.models.signing import generate_keys
+    from driftline.models.signing import write_key_pair
 
-    private, public = generate_keys()
-    key_file = Path(tempfile.mkdtemp(prefix="driftline-bench-keys-")) / "signing.pub"
-    key_file.write_bytes(public)
+    private_file, key_file = write_key_pair(Path(tempfile.mkdtemp(prefix="driftline-bench-keys-")))
+    private = private_file.read_bytes()
     name = load_config(model_dir).name
     record = control.publish_version(settings, model_dir, private)
     control.promote(settings, private, name, record["version"])
@@ -219,21 +218,15 @@ def measure_swap(
 ) -> dict[str, float]:
     """Latency while versions go live once a second, against the same run's steady state."""
     from driftline.models import control
-    from driftline.models.signing import generate_keys
+    from driftline.models.signing import write_key_pair
 
-    keys = workdir / "keys"
-    keys.mkdir()
-    private, public = generate_keys()
-    (keys / "signing.pub").write_bytes(public)
+    private_file, public_file = write_key_pair(workdir / "keys")
+    private = private_file.read_bytes()
     s = settings.model_copy(
-        update={
-            "topics": settings.topics.scoped(f"bench-{run}.swap"),
-            "model_name": "bench",
-            "signing": settings.signing.model_validate({"public_keys": [keys / "signing.pub"]}),
-        }
-    )
+        update={"topics": settings.topics.scoped(f"bench-{run}.swap"), "model_name": "bench"}
+    ).signed_with([public_file])
     kafka.create_topics(s)
-    versions = [_as_version(model_dir, workdir / f"v{v}", "bench", str(v)) for v in (1, 2, 3)]
+    versions = [copy_as_version(model_dir, workdir / f"v{v}", str(v), name="bench") for v in (1, 2, 3)]
     for directory in versions:
         control.publish_version(s, directory, private)
     control.promote(s, private, "bench", "1")
@@ -283,13 +276,6 @@ def measure_swap(
         "steady_p50_ms": float(steady_p50),
         "steady_p99_ms": float(steady_p99),
     }
-
-
-def _as_version(model_dir: Path, target: Path, name: str, version: str) -> Path:
-    shutil.copytree(model_dir, target)
-    config = json.loads((target / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps({**config, "name": name, "version": version}))
-    return target
 
 
 def _latencies_and_times(

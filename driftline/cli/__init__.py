@@ -8,7 +8,9 @@ and :mod:`~driftline.cli.tools` (demo, bench).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,32 @@ SCHEMA_OPTION = click.option(
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Extra .avsc writer schema(s) of user records to accept, oldest version first.",
 )
+
+
+TRUSTED_KEYS_OPTION = click.option(
+    "--trusted-key",
+    "trusted_keys",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    help="Public key(s) whose registry records are trusted [default: <home>/keys/signing.pub]. Repeatable.",
+)
+
+
+def with_trusted_keys(settings: Settings, keys: tuple[Path, ...]) -> Settings:
+    """``settings`` trusting ``keys`` instead of the configured public keys (when any are given)."""
+    if not keys:
+        return settings
+    return settings.model_copy(
+        update={"signing": settings.signing.model_copy(update={"public_keys": list(keys)})}
+    )
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: a service finishes its work in hand and stops cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 def run() -> None:

@@ -94,22 +94,16 @@ def models_keygen(settings: Settings, out: Path | None) -> None:
 
     Trainers keep signing.key; processors get signing.pub only, and refuse versions it does not verify.
     """
-    import os
-
-    from driftline.models.signing import generate_keys, key_id
+    from driftline.models.signing import key_id, write_key_pair
 
     out = out or settings.private_key_path().parent
-    private, public = generate_keys()
-    out.mkdir(parents=True, exist_ok=True)
-    key_file = out / "signing.key"
-    if key_file.exists():
-        raise click.UsageError(f"{key_file} exists; remove it first if you really mean to replace the key.")
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as sink:
-        sink.write(private)
-    (out / "signing.pub").write_bytes(public)
+    if (out / "signing.key").exists():
+        raise click.UsageError(
+            f"{out / 'signing.key'} exists; remove it first if you really mean to replace the key."
+        )
+    private, public = write_key_pair(out)
     click.echo(
-        f"Wrote {key_file} (keep it with the trainers) and {out / 'signing.pub'} (key id {key_id(public)})."
+        f"Wrote {private} (keep it with the trainers) and {public} (key id {key_id(public.read_bytes())})."
     )
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-import signal
 import socket
-import threading
 import uuid
 from pathlib import Path
 
 import click
 
-from driftline.cli import SCHEMA_OPTION, cluster_settings, main
+from driftline.cli import (
+    SCHEMA_OPTION,
+    TRUSTED_KEYS_OPTION,
+    cluster_settings,
+    main,
+    stop_on_signals,
+    with_trusted_keys,
+)
 from driftline.config import Settings
 
 log = logging.getLogger("driftline")
@@ -33,13 +38,7 @@ log = logging.getLogger("driftline")
     default=None,
     help="The model to serve from the registry topic [default: the configured model_name, 'driftline'].",
 )
-@click.option(
-    "--trusted-key",
-    "trusted_keys",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    multiple=True,
-    help="Public key(s) whose signatures are trusted [default: <home>/keys/signing.pub]. Repeatable.",
-)
+@TRUSTED_KEYS_OPTION
 @click.option(
     "--group",
     default="driftline-serve",
@@ -107,11 +106,7 @@ def serve(
     from driftline.streams.kafka import require_topics, wait_for_cluster
     from driftline.streams.serve import ServeOptions
 
-    settings = cluster_settings(settings)
-    if trusted_keys:
-        settings = settings.model_copy(
-            update={"signing": settings.signing.model_copy(update={"public_keys": list(trusted_keys)})}
-        )
+    settings = with_trusted_keys(cluster_settings(settings), trusted_keys)
     wait_for_cluster(settings)
     t = settings.topics
     needed = [t.events, t.predictions, t.dead_letters]
@@ -127,9 +122,7 @@ def serve(
     )
     metrics = ServeMetrics()
     metrics.serve_http(metrics_port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     serve_until_stopped(
         settings,
         options,
@@ -266,13 +259,7 @@ def tail_cmd(
     default=None,
     help="The model to watch [default: the configured model_name, 'driftline'].",
 )
-@click.option(
-    "--trusted-key",
-    "trusted_keys",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    multiple=True,
-    help="Public key(s) whose registry records are trusted [default: <home>/keys/signing.pub].",
-)
+@TRUSTED_KEYS_OPTION
 @click.option(
     "--label-ttl-s", default=600.0, show_default=True, help="How long a prediction waits for its label."
 )
@@ -345,11 +332,7 @@ def monitor(
     from driftline.monitoring.service import MonitorOptions, MonitorService
     from driftline.streams.kafka import require_topics, wait_for_cluster
 
-    settings = cluster_settings(settings)
-    if trusted_keys:
-        settings = settings.model_copy(
-            update={"signing": settings.signing.model_copy(update={"public_keys": list(trusted_keys)})}
-        )
+    settings = with_trusted_keys(cluster_settings(settings), trusted_keys)
     wait_for_cluster(settings)
     t = settings.topics
     require_topics(
@@ -372,9 +355,7 @@ def monitor(
     )
     metrics = MonitorMetrics()
     metrics.serve_http(metrics_port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     name = model_name or settings.model_name
     service = MonitorService(
         settings,

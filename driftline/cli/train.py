@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 import click
 
-from driftline.cli import cluster_settings, main
+from driftline.cli import cluster_settings, main, stop_on_signals
 from driftline.config import Settings
 
 log = logging.getLogger("driftline")
@@ -117,9 +115,7 @@ def train(
 
     metrics = TrainMetrics()
     metrics.serve_http(metrics_port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     serve_requests(
         settings,
         private,

@@ -14,6 +14,7 @@ Weights are safetensors, never pickle: loading an artifact cannot run code.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,14 @@ def load_artifact(directory: Path) -> tuple[ModelConfig, nn.Module]:
     except (RuntimeError, OSError) as exc:
         raise ModelError(f"{weights_path} does not fit architecture {config.architecture!r}: {exc}") from exc
     return config, module.eval()
+
+
+def copy_as_version(source: Path, target: Path, version: str, name: str | None = None) -> Path:
+    """A copy of an artifact under another version (and name): same weights, its own config and hash."""
+    config = load_config(source).model_copy(
+        update={"version": version, "name": name or load_config(source).name}
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / WEIGHTS_FILE, target / WEIGHTS_FILE)
+    (target / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
+    return target

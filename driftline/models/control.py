@@ -113,26 +113,9 @@ def write_records(settings: Settings, records: Sequence[Mapping[str, Any]], time
 
 
 def read_records(settings: Settings, timeout: float = 30.0) -> list[ControlRecord]:
-    """Every record on the registry topic up to its current end."""
-    topic = settings.topics.model_versions
-    consumer = kafka.consumer(settings, f"driftline-registry-{uuid.uuid4().hex[:8]}")
-    try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
-        consumer.assign([TopicPartition(topic, 0, low)])
-        out: list[ControlRecord] = []
-        deadline = time.monotonic() + timeout
-        position = low
-        while position < high:
-            if time.monotonic() > deadline:
-                raise DeliveryError(f"reading {topic} timed out at offset {position} of {high}")
-            for message in consumer.consume(500, 0.2):
-                if message.error() is not None:
-                    continue
-                position = (message.offset() or 0) + 1
-                out.append(to_control_record(message.offset() or 0, message.timestamp()[1], message.value()))
-        return out
-    finally:
-        consumer.close()
+    """Every record on the registry topic up to its current end, in order."""
+    messages = kafka.read_to_end(settings, settings.topics.model_versions, timeout, read_committed=False)
+    return [to_control_record(m.offset() or 0, m.timestamp()[1], m.value()) for m in messages]
 
 
 def to_control_record(offset: int, timestamp_ms: int, value: bytes | None) -> ControlRecord:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -42,6 +44,19 @@ def generate_keys() -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return private_pem, public_pem
+
+
+def write_key_pair(directory: Path) -> tuple[Path, Path]:
+    """A new key pair as ``signing.key`` (mode 600; never overwritten) and ``signing.pub`` in
+    ``directory``; returns their paths."""
+    private, public = generate_keys()
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = directory / "signing.key", directory / "signing.pub"
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        sink.write(private)
+    public_path.write_bytes(public)
+    return private_path, public_path
 
 
 def key_id(public_pem: bytes) -> str:

@@ -29,6 +29,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from driftline.monitoring.base import BatchDetector
 from driftline.monitoring.label_free import ExpectedErrorDrift, FeatureDrift, FeatureImpactDrift, ScoreDrift
 
 __all__ = [
@@ -80,7 +81,7 @@ def _loglik(count: Floats, n: Floats) -> Floats:
     return _xlogx(count) + _xlogx(n - count) - _xlogx(n)
 
 
-class BernoulliGLR:
+class BernoulliGLR(BatchDetector):
     """One-sided generalised likelihood ratio test for a rise of a 0/1 error rate.
 
     At every ``clock``-th event it tests, for each recent window length ``w`` on a geometric grid
@@ -142,49 +143,18 @@ class BernoulliGLR:
         self._reset()
 
     def _reset(self) -> None:
+        super()._reset()
         self._n = 0
         self._errors = 0.0
         self._cumulative = np.zeros(self.max_window + 1)
-        self._statistic = 0.0
-        self._drift_detected = False
-
-    @property
-    def drift_detected(self) -> bool:
-        return self._drift_detected
-
-    @property
-    def statistic(self) -> float:
-        return self._statistic
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
 
     @property
     def n_seen(self) -> int:
         """Events since the last reset."""
         return self._n
 
-    def update(self, x: float) -> None:
-        self.update_batch(np.array([x], dtype=np.float64))
-
-    def update_batch(self, xs: npt.ArrayLike) -> int | None:
-        values = np.asarray(xs, dtype=np.float64).ravel()
-        first: int | None = None
-        start = 0
-        while start < len(values):
-            chunk = values[start : start + 4096]
-            stats = self._advance(chunk)
-            hits = np.flatnonzero(stats > self._threshold)
-            if len(hits) == 0:
-                start += len(chunk)
-                continue
-            first = start + int(hits[0]) if first is None else first
-            self._reset()
-            self._statistic = float(stats[hits[0]])
-            start += int(hits[0]) + 1
-        self._drift_detected = first is not None
-        return first
+    def _rows(self, xs: npt.ArrayLike) -> Floats:
+        return np.asarray(xs, dtype=np.float64).ravel()
 
     def _advance(self, chunk: Floats) -> Floats:
         """Take a chunk in; return the statistic after each of its events (0 where none was computed)."""

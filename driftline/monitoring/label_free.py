@@ -37,71 +37,14 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
+from driftline.monitoring.base import BatchDetector
 from driftline.monitoring.profile import ReferenceProfile, Sketch, as_probabilities
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.intp]
-CHUNK = 4096
 
 
-class _Detector:
-    """State and properties shared by the label-free detectors; subclasses implement ``_advance``."""
-
-    _threshold: float
-
-    def __init__(self) -> None:
-        self._statistic = 0.0
-        self._drift_detected = False
-
-    @property
-    def drift_detected(self) -> bool:
-        return self._drift_detected
-
-    @property
-    def statistic(self) -> float:
-        return self._statistic
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    def _reset(self) -> None:
-        self._statistic = 0.0
-        self._drift_detected = False
-
-    def _rows(self, xs: npt.ArrayLike) -> Floats:
-        raise NotImplementedError
-
-    def _advance(self, rows: Floats) -> Floats:
-        """Take rows in; return the statistic after each (``-inf`` where none was computed)."""
-        raise NotImplementedError
-
-    def update(self, x: npt.ArrayLike) -> None:
-        self.update_batch(np.asarray(x, dtype=np.float64)[None, ...])
-
-    def update_batch(self, xs: npt.ArrayLike) -> int | None:
-        rows = self._rows(xs)
-        first: int | None = None
-        start = 0
-        while start < len(rows):
-            chunk = rows[start : start + CHUNK]
-            stats = self._advance(chunk)
-            hits = np.flatnonzero(stats > self._threshold)
-            if len(hits) == 0:
-                start += len(chunk)
-                continue
-            first = start + int(hits[0]) if first is None else first
-            self._rearm()
-            self._statistic = float(stats[hits[0]])
-            start += int(hits[0]) + 1
-        self._drift_detected = first is not None
-        return first
-
-    def _rearm(self) -> None:
-        self._reset()
-
-
-class _ErrorCusum(_Detector):
+class _ErrorCusum(BatchDetector):
     """One betting CUSUM per channel of per-event error proxies ``u = sketch.error[sketch.bin(value)]``."""
 
     def __init__(self, sketches: list[Sketch], min_increase: float, arl: float) -> None:
@@ -190,7 +133,7 @@ def _xlogy(x: Floats, expected: Floats) -> Floats:
     return out
 
 
-class _WindowedGTest(_Detector):
+class _WindowedGTest(BatchDetector):
     """Two-sample G-tests of the last ``window`` events' bin counts against the reference's, one per
     channel, every ``stride`` events.
 

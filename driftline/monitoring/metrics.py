@@ -63,11 +63,30 @@ class BatchHistogram(Collector):
         yield HistogramMetricFamily(self._name, self._doc)
 
 
-class ServeMetrics:
-    """Everything ``driftline serve`` reports; one registry per processor instance."""
+class ServiceMetrics:
+    """One registry per service instance, served on ``/metrics``; ``model`` (when a service has one)
+    names the version in use."""
+
+    model: Gauge
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+
+    def set_model(self, name: str, version: str) -> None:
+        self.model.clear()
+        self.model.labels(name, version).set(1)
+
+    def serve_http(self, port: int) -> None:
+        """Expose ``/metrics`` on ``port`` (0 disables)."""
+        if port:
+            start_http_server(port, addr="0.0.0.0", registry=self.registry)
+
+
+class ServeMetrics(ServiceMetrics):
+    """Everything ``driftline serve`` reports; one registry per processor instance."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
         r = self.registry
         self.events = Counter("driftline_events_consumed", "Events consumed.", registry=r)
         self.predictions = Counter(
@@ -114,21 +133,12 @@ class ServeMetrics:
             "driftline_shadow_predictions_produced", "Predictions of the shadow version.", registry=r
         )
 
-    def set_model(self, name: str, version: str) -> None:
-        self.model.clear()
-        self.model.labels(name, version).set(1)
 
-    def serve_http(self, port: int) -> None:
-        """Expose ``/metrics`` on ``port`` (0 disables)."""
-        if port:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)
-
-
-class MonitorMetrics:
+class MonitorMetrics(ServiceMetrics):
     """Everything ``driftline monitor`` reports."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
         self.consumed = Counter("driftline_monitor_records", "Records read, by input.", ["input"], registry=r)
         self.dead_letters = Counter(
@@ -186,20 +196,12 @@ class MonitorMetrics:
             registry=r,
         )
 
-    def set_model(self, name: str, version: str) -> None:
-        self.model.clear()
-        self.model.labels(name, version).set(1)
 
-    def serve_http(self, port: int) -> None:
-        if port:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)
-
-
-class TrainMetrics:
+class TrainMetrics(ServiceMetrics):
     """Everything ``driftline train`` reports."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
         self.requests = Counter(
             "driftline_train_requests",
@@ -219,7 +221,3 @@ class TrainMetrics:
             ["model"],
             registry=r,
         )
-
-    def serve_http(self, port: int) -> None:
-        if port:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)

@@ -40,7 +40,7 @@ from driftline.monitoring.join import Joined, LabelJoin
 from driftline.monitoring.metrics import MonitorMetrics
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
-from driftline.schemas.columnar import decode_input_events
+from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
@@ -55,10 +55,6 @@ _ALERTS = AvroEncoder.single_object(_STORE.latest("io.driftline.DriftAlert"))
 _REQUESTS = AvroEncoder.single_object(_STORE.latest("io.driftline.RetrainRequest"))
 _PREDICTION_FP = load_schema("prediction.avsc").fingerprint
 _LABEL_FP = load_schema("label.avsc").fingerprint
-_INPUT_FINGERPRINTS = {
-    load_schema("input_event.v1.avsc").fingerprint: False,
-    load_schema("input_event.avsc").fingerprint: True,
-}
 
 
 @dataclass(frozen=True)
@@ -236,7 +232,7 @@ class MonitorService:
             return
         n = len(self._features.feature_names)
         payloads = [m.value() or b"" for m in messages]
-        fast = decode_input_events(payloads, _INPUT_FINGERPRINTS, n)
+        fast = decode_input_events(payloads, INPUT_EVENT_WRITERS, n)
         rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
         features = [fast.features[np.isfinite(fast.features).all(axis=1)]]
         if len(rest):

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from driftline.schemas.wire import SINGLE_OBJECT_MARKER
+from driftline.schemas.wire import SINGLE_OBJECT_MARKER, load_schema
 
 Int64s = npt.NDArray[np.int64]
 UInt64s = npt.NDArray[np.uint64]
@@ -47,6 +47,14 @@ _PADDING = bytes(16)  # after the joined batch, so fixed-width reads never index
 _SHIFTS = np.arange(0, 7 * _VARINT_MAX, 7, dtype=np.uint64)
 _UNION_NULL, _UNION_STRING = 0x00, 0x02  # union branch 0 and 1 as zigzag varints
 _QUIET_NAN = np.uint32(0x0040_0000)
+
+
+INPUT_EVENT_WRITERS: dict[bytes, bool] = {
+    load_schema("input_event.v1.avsc").fingerprint: False,
+    load_schema("input_event.avsc").fingerprint: True,
+}
+"""Driftline's InputEvent versions :func:`decode_input_events` reads (by fingerprint), and whether each
+has the trailing ``source``."""
 
 
 @dataclass(frozen=True)

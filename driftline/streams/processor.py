@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from driftline.errors import DecodeError, SchemaError
 from driftline.models.runtime import Predictor
-from driftline.schemas.columnar import decode_input_events, encode_predictions
+from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events, encode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, load_schema
 from driftline.streams.features import FeatureExtractor
 
@@ -101,10 +101,6 @@ def fallback_event_id(message: SourceMessage) -> str:
     return f"{message.topic()}/{message.partition()}/{message.offset()}"
 
 
-_INPUT_VERSIONS = {"input_event.v1.avsc": False, "input_event.avsc": True}
-"""Driftline's InputEvent versions the columnar reader handles, and whether each has ``source``."""
-
-
 class BatchProcessor:
     """Decode, validate, infer and encode one batch."""
 
@@ -120,9 +116,6 @@ class BatchProcessor:
         self._decoder = decoder
         self._header = encoder.header
         self._clock = clock
-        self._fingerprints = {
-            load_schema(f).fingerprint: has_source for f, has_source in _INPUT_VERSIONS.items()
-        }
         self.predictor = predictor
         self.shadow: Predictor | None = None
         """A second model that scores the same rows; its predictions go to the shadow topic."""
@@ -171,7 +164,7 @@ class BatchProcessor:
 
     def _decode(self, messages: Sequence[SourceMessage], dead: list[DeadLetter]) -> _Rows:
         payloads = [m.value() or b"" for m in messages]
-        fast = decode_input_events(payloads, self._fingerprints, len(self._features.feature_names))
+        fast = decode_input_events(payloads, INPUT_EVENT_WRITERS, len(self._features.feature_names))
         finite = np.asarray(np.isfinite(fast.features).all(axis=1), dtype=np.bool_)
         for i in fast.rows[~finite].tolist():
             dead.append(DeadLetter(messages[i], "non-finite", "a feature value is NaN or infinite"))

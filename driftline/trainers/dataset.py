@@ -20,17 +20,13 @@ from confluent_kafka import Message, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import DecodeError, DriftlineError
-from driftline.schemas.columnar import decode_input_events
-from driftline.schemas.wire import AvroDecoder, builtin_store, load_schema
+from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
+from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
 
 log = logging.getLogger(__name__)
 
 Window = dict[str, Any]
-_FINGERPRINTS = {
-    load_schema("input_event.v1.avsc").fingerprint: False,
-    load_schema("input_event.avsc").fingerprint: True,
-}
 _DECODER = AvroDecoder(builtin_store())
 
 
@@ -137,7 +133,7 @@ def labelled_rows(
         except (DecodeError, KeyError, TypeError, ValueError):
             continue  # a bad label is the monitor's to dead-letter; training just skips it
     events_read, event_span = read_windows(settings, event_windows, timeout, on_progress, stop)
-    decoded = decode_input_events([m.value() or b"" for m in events_read], _FINGERPRINTS, n_features)
+    decoded = decode_input_events([m.value() or b"" for m in events_read], INPUT_EVENT_WRITERS, n_features)
     keep = [i for i, eid in enumerate(decoded.event_ids) if eid in truth]
     x = decoded.features[keep]
     finite = np.isfinite(x).all(axis=1)
