@@ -95,6 +95,12 @@ class ServeMetrics(ServiceMetrics):
         self.dead_letters = Counter(
             "driftline_dead_letters", "Events sent to the dead-letter topic.", ["reason"], registry=r
         )
+        self.dead_letters_reduced = Counter(
+            "driftline_dead_letters_reduced",
+            "Dead letters written in reduced form (position, sizes, a prefix), by why.",
+            ["why"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "driftline_batch_size", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=r
         )
@@ -143,6 +149,12 @@ class MonitorMetrics(ServiceMetrics):
         self.consumed = Counter("driftline_monitor_records", "Records read, by input.", ["input"], registry=r)
         self.dead_letters = Counter(
             "driftline_monitor_dead_letters", "Records the monitor dead-lettered.", ["reason"], registry=r
+        )
+        self.dead_letters_reduced = Counter(
+            "driftline_monitor_dead_letters_reduced",
+            "Dead letters the monitor wrote in reduced form (position, sizes, a prefix), by why.",
+            ["why"],
+            registry=r,
         )
         self.joined = Counter(
             "driftline_monitor_labels_joined", "Labels joined with their prediction.", registry=r

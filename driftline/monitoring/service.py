@@ -44,9 +44,9 @@ from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
+from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
 from driftline.streams.features import FeatureExtractor
 from driftline.streams.processor import DeadLetter
-from driftline.streams.serve import dead_letter_headers
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,13 @@ class MonitorService:
         )
         self._positions: dict[str, dict[int, int]] = defaultdict(dict)
         self._dead: list[DeadLetter] = []
+        self._dead_letters = DeadLetterWriter(
+            self._producer,
+            settings.topics.dead_letters,
+            max_message_bytes(settings.client_config()),
+            service="monitor",
+            on_reduced=lambda why: self.metrics.dead_letters_reduced.labels(why).inc(),
+        )
         self._profile: ReferenceProfile | None = None
         self._features: FeatureExtractor | None = None
         self._next_checkpoint = 0.0
@@ -112,6 +119,9 @@ class MonitorService:
         t = self.settings.topics
         try:
             self._producer.init_transactions(30)
+            self._dead_letters.limit = max_message_bytes(
+                self.settings.client_config(), kafka.topic_max_message_bytes(self.settings, t.dead_letters)
+            )
             self._registry.catch_up()
             self._restore()
             self._assign([t.events, t.predictions, t.labels])
@@ -321,37 +331,55 @@ class MonitorService:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _checkpoint(self) -> None:
-        """One transaction: what the monitor decided since the last checkpoint, and the checkpoint."""
+        """One transaction: what the monitor decided since the last checkpoint, and the checkpoint.
+
+        If the broker refuses a dead letter, the transaction is aborted and written once more, with
+        that dead letter in reduced form (the monitor's state has not moved, so the same outputs and
+        checkpoint are still right)."""
         self._next_checkpoint = time.monotonic() + self.options.checkpoint_interval_s
-        t, p = self.settings.topics, self._producer
         started = time.monotonic()
-        p.begin_transaction()
-        for what, record in self.monitor.take_outputs():
-            key = f"{record['model_name']}:{record['model_version']}".encode()
+        outputs = list(self.monitor.take_outputs())
+        checkpoint = json.dumps(
+            {
+                "monitor": self.monitor.state(),
+                "positions": {k: {str(pp): o for pp, o in v.items()} for k, v in self._positions.items()},
+            }
+        ).encode()
+        dead, self._dead = self._dead, []
+        try:
+            self._transact(outputs, dead, checkpoint)
+        except KafkaException as exc:
+            if not exc.args[0].txn_requires_abort():
+                raise
+            log.warning("checkpoint transaction aborted (%s); writing it once more", exc)
+            self._producer.abort_transaction(30)
+            self._producer.poll(0)  # delivery reports: refused dead letters are written reduced
+            self._dead_letters.discard_pending()
+            self._transact(outputs, dead, checkpoint)
+        for what, record in outputs:
             if what == "alert":
-                p.produce(t.drift_alerts, _ALERTS.encode(record), key)
                 self.metrics.alerts.labels(record["kind"], record["status"]).inc()
                 log.warning("ALERT %s %s: %s", record["status"], record["alert_id"], record["summary"])
             else:
-                p.produce(t.retrain_requests, _REQUESTS.encode(record), key)
                 self.metrics.retrain_requests.inc()
                 log.warning("RETRAIN requested: %s (%s)", record["request_id"], record["reason"])
-        for dead in self._dead:
-            p.produce(
-                t.dead_letters,
-                dead.message.value(),
-                dead.message.key(),
-                headers=[*dead_letter_headers(dead), ("driftline.dlq.service", b"monitor")],
-            )
-        self._dead = []
-        checkpoint = {
-            "monitor": self.monitor.state(),
-            "positions": {k: {str(pp): o for pp, o in v.items()} for k, v in self._positions.items()},
-        }
-        p.produce(t.monitor_state, json.dumps(checkpoint).encode(), self.monitor.model_name.encode())
-        p.commit_transaction(30)
         self.metrics.checkpoint_seconds.observe(time.monotonic() - started)
         self._report_progress()
+
+    def _transact(
+        self, outputs: Sequence[tuple[str, dict[str, Any]]], dead: Sequence[DeadLetter], checkpoint: bytes
+    ) -> None:
+        t, p = self.settings.topics, self._producer
+        p.begin_transaction()
+        for what, record in outputs:
+            key = f"{record['model_name']}:{record['model_version']}".encode()
+            if what == "alert":
+                p.produce(t.drift_alerts, _ALERTS.encode(record), key)
+            else:
+                p.produce(t.retrain_requests, _REQUESTS.encode(record), key)
+        self._dead_letters.write_batch(dead)
+        p.produce(t.monitor_state, checkpoint, self.monitor.model_name.encode())
+        p.commit_transaction(30)
 
     def _report_progress(self) -> None:
         """An INFO line when the inputs moved, at most every ``status_interval_s``."""

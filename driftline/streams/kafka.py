@@ -13,6 +13,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from driftline.config import Settings
@@ -107,6 +109,19 @@ def read_to_end(
         return out
     finally:
         reader.close()
+
+
+def topic_max_message_bytes(settings: Settings, topic: str, timeout: float = 10.0) -> int | None:
+    """The topic's ``max.message.bytes`` (the largest record batch the broker takes), or ``None``
+    when the cluster does not say (no right to describe configs, say)."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        client = admin(settings)  # kept referenced until the answer is in: a collected client cancels it
+        futures = client.describe_configs([resource], request_timeout=timeout)
+        entries = futures[resource].result(timeout=timeout)
+        return int(entries["max.message.bytes"].value)
+    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError):
+        return None
 
 
 def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:

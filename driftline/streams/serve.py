@@ -36,18 +36,11 @@ from driftline.monitoring.metrics import ServeMetrics
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
 from driftline.streams import kafka
 from driftline.streams.batching import Batch, MicroBatcher
-from driftline.streams.processor import (
-    BatchProcessor,
-    BatchResult,
-    DeadLetter,
-    SourceMessage,
-    header_list,
-)
+from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
+from driftline.streams.processor import BatchProcessor, BatchResult, SourceMessage
 from driftline.streams.watcher import Handoff, ModelWatcher
 
 log = logging.getLogger(__name__)
-
-DLQ_PREFIX = "driftline.dlq."
 
 
 @dataclass(frozen=True)
@@ -64,20 +57,6 @@ class ServeOptions:
     session_timeout_ms: int = 10000
     """How soon the group notices a dead processor and hands its partitions on (librdkafka: 45 s)."""
     lag_interval_s: float = 1.0
-
-
-def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, str | bytes | None]]:
-    """The original headers plus where the event came from and why it was rejected."""
-    m = dead.message
-    return [
-        *header_list(m.headers()),
-        (DLQ_PREFIX + "reason", dead.reason.encode()),
-        (DLQ_PREFIX + "detail", dead.detail.encode()),
-        (DLQ_PREFIX + "topic", str(m.topic()).encode()),
-        (DLQ_PREFIX + "partition", str(m.partition()).encode()),
-        (DLQ_PREFIX + "offset", str(m.offset()).encode()),
-        (DLQ_PREFIX + "timestamp", str(m.timestamp()[1]).encode()),
-    ]
 
 
 OffsetRanges = dict[tuple[str, int], tuple[int, int]]
@@ -148,6 +127,12 @@ class StreamProcessor:
         self._consumer = self._make_consumer()
         self._producer = self._make_producer()
         self._source = _KafkaSource(self._consumer)
+        self._dead_letters = DeadLetterWriter(
+            self._producer,
+            settings.topics.dead_letters,
+            max_message_bytes(settings.client_config()),
+            on_reduced=lambda why: self.metrics.dead_letters_reduced.labels(why).inc(),
+        )
         self._next_lag = 0.0
         self._on_ready: Callable[[], None] | None = None
         self._uncertain: dict[tuple[str, int], TopicPartition] = {}
@@ -189,6 +174,10 @@ class StreamProcessor:
         self.metrics.set_model(config.name, config.version)
         if self.options.exactly_once:
             self._producer.init_transactions(self.options.delivery_timeout_s)
+        self._dead_letters.limit = max_message_bytes(
+            self.settings.client_config(),
+            kafka.topic_max_message_bytes(self.settings, self.settings.topics.dead_letters),
+        )
         self._on_ready = on_ready
         self._consumer.subscribe(
             [self.settings.topics.events],
@@ -348,6 +337,8 @@ class StreamProcessor:
                 raise
             log.warning("transaction aborted (%s); replaying the batch", exc)
             self._producer.abort_transaction(timeout)
+            self._producer.poll(0)  # delivery reports: refused dead letters are written reduced next time
+            self._dead_letters.discard_pending()
             for tp in rewind_positions(ranges):  # the loop replays the batch from here
                 self._consumer.seek(tp)
             return False
@@ -368,16 +359,16 @@ class StreamProcessor:
             except BufferError:
                 self._producer.poll(0.05)
                 produce(shadow_topic, value, key)
-        dlq = self.settings.topics.dead_letters
-        for dead in result.dead_letters:
-            m = dead.message
-            produce(dlq, m.value(), m.key(), headers=dead_letter_headers(dead))
+        self._dead_letters.write_batch(result.dead_letters)
         self._producer.poll(0)
 
     def _await_delivery(self) -> None:
         remaining = self._producer.flush(self.options.delivery_timeout_s)
-        if remaining or self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors[:3], []
+        if not remaining and self._dead_letters.rewrite_refused():
+            remaining = self._producer.flush(self.options.delivery_timeout_s)
+        failures = [*map(str, self._delivery_errors), *self._dead_letters.failures()]
+        if remaining or failures:
+            errors, self._delivery_errors = failures[:3], []
             raise DeliveryError(
                 f"{remaining} records unacknowledged and delivery errors {errors}; "
                 "no offsets were committed, the batch will be replayed on restart."
