@@ -1,9 +1,18 @@
 """A real single-node Apache Kafka 4.x (KRaft), run with the machine's Java 17+.
 
 The broker's runtime jars are resolved once with Maven from the ``pom.xml`` beside this module and
-cached under ``cache_dir/kafka-jars/<hash of the pom>``. Each start formats a fresh data directory
-under ``home/broker`` and waits until the broker answers metadata requests; if the JVM dies, the
-error carries the tail of its log.
+cached under ``cache_dir/kafka-jars/<hash of the pom>``. Everything else lives under ``home/broker``:
+
+- ``broker.json``: the cluster id and the two ports, written once the storage is formatted; it stays
+  across stops, so a later start resumes the same data at the same address;
+- ``data/``: the topics and their records (Kafka's ``log.dirs``, with its ``meta.properties``);
+- ``server.properties``, ``log4j2.properties``, ``broker.log``, ``logs/``: written on each start;
+- ``state.json``: the running JVM's pid and address, removed on stop.
+
+The first start (or ``start(fresh=True)``) wipes ``home/broker``, picks two free ports and formats the
+storage; every later start reuses them, and fails with a :class:`BrokerError` if another process took
+one of its ports meanwhile. A start waits until the broker answers metadata requests; if the JVM dies,
+the error carries the tail of its log.
 
 >>> broker = LocalBroker(home=Path("/tmp/dl"), cache_dir=Path("/tmp/dl-cache"))
 >>> broker.data_dir
@@ -69,6 +78,23 @@ class BrokerInfo:
     log_file: str
 
 
+@dataclass(frozen=True)
+class BrokerRecord:
+    """What a formatted broker keeps across stops, as written to ``broker.json``.
+
+    >>> BrokerRecord("q1Sh-9_ISia_zwGINzRvyQ", 40123, 40124).bootstrap_servers
+    '127.0.0.1:40123'
+    """
+
+    cluster_id: str
+    broker_port: int
+    controller_port: int
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.broker_port}"
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -91,7 +117,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS) or it just went: trust the signal
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited, its parent did not reap it
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -99,6 +129,17 @@ def _port_open(host: str, port: int) -> bool:
         with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
+        return False
+
+
+def _port_taken(port: int) -> bool:
+    """Whether another socket holds ``port`` on 127.0.0.1 (connections left in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
         return False
 
 
@@ -134,6 +175,14 @@ class LocalBroker:
     @property
     def _state_file(self) -> Path:
         return self.data_dir / "state.json"
+
+    @property
+    def _record_file(self) -> Path:
+        return self.data_dir / "broker.json"
+
+    @property
+    def _props_file(self) -> Path:
+        return self.data_dir / "server.properties"
 
     # -- jars ---------------------------------------------------------------------------------
 
@@ -209,28 +258,79 @@ class LocalBroker:
             return info
         return None
 
-    def start(self, timeout: float = 90.0) -> BrokerInfo:
-        """Start a fresh broker (new data) and wait until it serves; return its address."""
+    def saved(self) -> BrokerRecord | None:
+        """The broker formatted under ``home/broker`` (running or not); ``None`` if there is none yet."""
+        meta = self.data_dir / "data" / "meta.properties"
+        fix = f"`driftline broker start --fresh` wipes {self.data_dir} and formats a new broker"
+        if not self._record_file.exists():
+            if meta.exists():
+                raise BrokerError(
+                    f"{self.data_dir} holds Kafka data but no broker.json with its cluster id and ports "
+                    f"(an older Driftline wrote it): {fix}."
+                )
+            return None
+        try:
+            record = BrokerRecord(**json.loads(self._record_file.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise BrokerError(f"{self._record_file} is unreadable ({exc}): {fix}.") from exc
+        if not meta.exists():
+            raise BrokerError(f"{meta} is missing, so the broker's data is gone or damaged: {fix}.")
+        return record
+
+    def start(self, timeout: float = 90.0, *, fresh: bool = False) -> BrokerInfo:
+        """Start the broker formatted under ``home/broker`` again, with the same data, cluster id and
+        address; format a new one (wiping ``home/broker``, new ports) on the first start or if ``fresh``.
+        Wait until it serves; return its address."""
         running = self.status()
         if running is not None:
             raise BrokerError(
                 f"A local broker already runs at {running.bootstrap_servers} (pid {running.pid}); "
                 "stop it with `driftline broker stop` first."
             )
+        record = None if fresh else self.saved()
+        if record is not None:
+            self._check_ports_free(record)
         java = self.check_java()
         lib = self.jars()
+        if record is None:
+            self._wipe(fresh)
+            record = BrokerRecord(_cluster_id(), _free_port(), _free_port())
+            jvm = self._configure(java, lib, record)
+            self._format(jvm, record)
+        else:
+            self._log(f"Resuming the local broker in {self.data_dir} at {record.bootstrap_servers}...")
+            jvm = self._configure(java, lib, record)
+        return self._launch(jvm, record, timeout)
+
+    def _check_ports_free(self, record: BrokerRecord) -> None:
+        for role, port in (("broker", record.broker_port), ("controller", record.controller_port)):
+            if _port_taken(port):
+                raise BrokerError(
+                    f"Port {port} on 127.0.0.1, the {role} port of the local broker in {self.data_dir}, "
+                    f"is taken by another process (`ss -ltnp 'sport = :{port}'` names it). Stop that "
+                    "process and start again to keep the broker's data and address, or run "
+                    "`driftline broker start --fresh` to wipe its data and pick new ports."
+                )
+
+    def _wipe(self, fresh: bool) -> None:
+        if fresh and self.data_dir.exists():
+            self._log(f"Wiping {self.data_dir} (--fresh): every topic and record of the local broker goes.")
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        (self.data_dir / "logs").mkdir(parents=True)
-        bport, cport = _free_port(), _free_port()
-        props = self.data_dir / "server.properties"
-        props.write_text(
+
+    def _configure(self, java: str, lib: Path, record: BrokerRecord) -> list[str]:
+        """Write this start's configuration files; return the JVM command without its main class."""
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._props_file.write_text(
             SERVER_PROPERTIES.format(
-                bport=bport, cport=cport, data=self.data_dir / "data", partitions=self.partitions
+                bport=record.broker_port,
+                cport=record.controller_port,
+                data=self.data_dir / "data",
+                partitions=self.partitions,
             )
         )
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_bytes(resources.files("driftline.broker").joinpath("log4j2.properties").read_bytes())
-        jvm = [
+        return [
             java,
             f"-Xms{self.heap_mb}m",
             f"-Xmx{self.heap_mb}m",
@@ -240,18 +340,12 @@ class LocalBroker:
             "-cp",
             f"{lib}/*",
         ]
-        log_file = self.data_dir / "broker.log"
+
+    def _format(self, jvm: list[str], record: BrokerRecord) -> None:
+        """Format the storage for ``record``'s cluster id, then write ``broker.json``."""
+        tool = [*jvm, "kafka.tools.StorageTool", "format", "--standalone"]
         fmt = subprocess.run(
-            [
-                *jvm,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                _cluster_id(),
-                "-c",
-                str(props),
-            ],
+            [*tool, "-t", record.cluster_id, "-c", str(self._props_file)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -259,15 +353,19 @@ class LocalBroker:
         )
         if fmt.returncode != 0:
             raise BrokerError(f"Formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
+        self._record_file.write_text(json.dumps(asdict(record)))
+
+    def _launch(self, jvm: list[str], record: BrokerRecord, timeout: float) -> BrokerInfo:
+        log_file = self.data_dir / "broker.log"
         with log_file.open("wb") as out:
             proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(props)],
+                [*jvm, "kafka.Kafka", str(self._props_file)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        info = BrokerInfo(f"127.0.0.1:{bport}", proc.pid, str(self.data_dir), str(log_file))
+        info = BrokerInfo(record.bootstrap_servers, proc.pid, str(self.data_dir), str(log_file))
         try:
             self._wait_ready(proc, info, timeout)
         except BaseException:
