@@ -23,8 +23,10 @@ def test_the_demo_closes_the_loop(settings: Settings, tmp_path: Path) -> None:
     """Drift injected, alert published, retraining requested, a new version promoted and served, and
     accuracy back within 0.05 of where it was before the drift."""
     chart = tmp_path / "demo.png"
-    args = ["demo", "--events", "30000", "--warmup", "6000", "--rate", "2000", "--drift-at", "0.3"]
-    args += ["--retrain-events", "4000", "--malformed-every", "1000", "--chart", str(chart), "--json"]
+    events, warmup, malformed_every = 30_000, 6_000, 1000
+    args = ["demo", "--events", str(events), "--warmup", str(warmup), "--rate", "2000", "--drift-at", "0.3"]
+    args += ["--retrain-events", "4000", "--malformed-every", str(malformed_every)]
+    args += ["--chart", str(chart), "--json"]
     args += ["--logs", str(tmp_path / "logs")]
     result = CliRunner().invoke(main, ["-b", str(settings.bootstrap_servers), *args])
     logs = "\n".join(
@@ -33,9 +35,13 @@ def test_the_demo_closes_the_loop(settings: Settings, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output + logs
     summary = json.loads(result.output[result.output.index("{") :])
     print(json.dumps(summary, indent=1), logs)  # shown when an assertion below fails
-    assert summary["events"] == 36000
-    assert summary["dead_letters"] == 30
-    assert summary["unaccounted"] == 0
+    # The demo sends the requested events and goes on (up to twice as many) until the new version has
+    # served a tenth of them (driftline.demo.send_stream): a busy machine sends more.
+    assert warmup + events <= summary["events"] <= warmup + 2 * events
+    sent = summary["events"] - warmup
+    assert summary["dead_letters"] == sent // malformed_every  # the main stream's every Nth event
+    assert summary["unaccounted"] == 0  # every other event was predicted, warm-up included
+    assert summary["predictions"] == summary["events"] - summary["dead_letters"]
     assert summary["alerts"] >= 1
     assert summary["retrain_requests"] >= 1
     assert summary["versions"][:2] == ["1", "2"]
@@ -84,8 +90,9 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     ):
         assert figures[key] > 0, key
     assert figures["serve_vs_faust"] == pytest.approx(figures["serve_eps"] / figures["faust_eps"])
-    # A 50% sample can at most double what the monitor gets through (it read a fresh checkpoint topic)
-    assert figures["monitor_half_sample_stream_eps"] < 4 * figures["monitor_eps"]
+    # A 50% sample can at most double what the monitor gets through (it read a fresh checkpoint topic);
+    # the two rates are timed one after the other, so a busy machine skews them: a wide margin.
+    assert figures["monitor_half_sample_stream_eps"] < 10 * figures["monitor_eps"]
 
 
 def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_path: Path) -> None:
@@ -110,7 +117,9 @@ def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_pat
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 90
+        # Generous bounds: a busy 2-core machine once took over 90 s to warm up, train v1 and start
+        # the three services; the demo stops each child within 30 s, then kills it (10 s more).
+        deadline = time.monotonic() + 300
         while b"all up" not in log.read_bytes():
             assert demo.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
@@ -123,7 +132,7 @@ def test_interrupting_the_demo_stops_what_it_started(settings: Settings, tmp_pat
         ]
         assert len(children) == 3, "the demo runs serve, monitor and train as child processes"
         demo.send_signal(signal.SIGTERM)
-        assert demo.wait(60) != 0
+        assert demo.wait(150) != 0
     finally:
         if demo.poll() is None:
             demo.kill()

@@ -7,6 +7,10 @@ The toy model: three features uniform on [0, 10]; the label is 1 with probabilit
 
 from __future__ import annotations
 
+import copy
+import inspect
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from driftline.monitoring import detectors
+from driftline.monitoring.base import BatchDetector
 from driftline.monitoring.detectors import (
     BernoulliGLR,
     DriftDetector,
@@ -24,6 +30,7 @@ from driftline.monitoring.detectors import (
     ScoreDrift,
 )
 from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.state import detector_state, load_detector_state, runtime_fields
 
 Floats = npt.NDArray[np.float64]
 NAMES = ["relevant_a", "relevant_b", "irrelevant"]
@@ -73,10 +80,14 @@ class Case:
     """A detector factory and what it is fed: a stationary stream, and one that changes at ``CHANGE``."""
 
     name: str
-    make: Callable[[ReferenceProfile], Any]
+    make: Callable[..., Any]
+    """``make(profile, **parameters)``."""
     stream: Callable[[int, int, bool], Any]
     within: int
     """An obvious change must raise an alarm within this many events."""
+    other: dict[str, Any]
+    """Parameters unlike the defaults (the threshold changes with them) that a checkpoint taken with the
+    defaults still fits."""
 
 
 def _errors(n: int, seed: int, changed: bool) -> Floats:
@@ -103,11 +114,35 @@ def _scores(shift: Callable[[int, int], Floats]) -> Callable[[int, int, bool], F
 
 
 CASES = [
-    Case("BernoulliGLR", lambda prof: BernoulliGLR(), _errors, 300),
-    Case("ExpectedErrorDrift", ExpectedErrorDrift, _scores(near_boundary), 1000),
-    Case("FeatureImpactDrift", FeatureImpactDrift, _features(relevant_noise), 1000),
-    Case("FeatureDrift", FeatureDrift, _features(irrelevant_shift), 1000),
-    Case("ScoreDrift", ScoreDrift, _scores(near_boundary), 1000),
+    Case(
+        "BernoulliGLR",
+        lambda prof, **parameters: BernoulliGLR(**parameters),
+        _errors,
+        300,
+        {"threshold": 14.0, "min_window": 16, "grid_ratio": 1.2, "grace_period": 50, "clock": 2},
+    ),
+    Case(
+        "ExpectedErrorDrift",
+        ExpectedErrorDrift,
+        _scores(near_boundary),
+        1000,
+        {"min_increase": 0.05, "arl": 1e7},
+    ),
+    Case(
+        "FeatureImpactDrift",
+        FeatureImpactDrift,
+        _features(relevant_noise),
+        1000,
+        {"min_increase": 0.05, "arl": 1e7},
+    ),
+    Case(
+        "FeatureDrift",
+        FeatureDrift,
+        _features(irrelevant_shift),
+        1000,
+        {"window": 1500, "stride": 50, "arl": 1e8},
+    ),
+    Case("ScoreDrift", ScoreDrift, _scores(near_boundary), 1000, {"window": 500, "stride": 250, "arl": 1e4}),
 ]
 
 
@@ -115,6 +150,19 @@ CASES = [
 def case(request: pytest.FixtureRequest) -> Case:
     out: Case = request.param
     return out
+
+
+def _concrete(cls: type) -> set[str]:
+    subclasses: list[type] = cls.__subclasses__()
+    return {c.__name__ for c in subclasses if not c.__name__.startswith("_")}.union(
+        *(_concrete(c) for c in subclasses)
+    )
+
+
+def test_every_detector_has_a_case() -> None:
+    names = {c.name for c in CASES}
+    assert _concrete(BatchDetector) == names
+    assert set(detectors.__all__) - {"DriftDetector"} == names
 
 
 def test_meets_the_protocol(case: Case, profile: ReferenceProfile) -> None:
@@ -179,6 +227,135 @@ def test_reset_restores_the_initial_state(case: Case, profile: ReferenceProfile)
     assert not used.drift_detected
     assert used.update_batch(stream) == expected
     assert used.statistic == pytest.approx(fresh.statistic)
+
+
+def _parameters(det: Any) -> list[str]:
+    return [n for n in inspect.signature(type(det)).parameters if n != "profile"]
+
+
+def test_parameters_are_stored_under_their_own_names(case: Case, profile: ReferenceProfile) -> None:
+    det = case.make(profile, **case.other)
+    for name in _parameters(det):
+        assert hasattr(det, name), f"the parameter {name} is not an attribute of the same name"
+    for name, value in case.other.items():
+        assert getattr(det, name) == value
+    fields = runtime_fields(det)
+    assert fields
+    assert all(f.startswith("_") for f in fields)
+    assert not {f.lstrip("_") for f in fields} & {*_parameters(det), "threshold"}
+
+
+def _checkpoint(det: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(detector_state(det)))
+    return out
+
+
+def _used(case: Case, profile: ReferenceProfile) -> tuple[Any, Any]:
+    """A detector with the default parameters, fed well past the change, and the rest of the stream."""
+    stream = case.stream(CHANGE + 2 * case.within, 81, True)
+    cut = CHANGE + case.within
+    det = case.make(profile)
+    det.update_batch(stream[:cut])
+    return det, stream[cut:]
+
+
+def test_a_checkpoint_holds_state_and_restores_into_new_parameters(
+    case: Case, profile: ReferenceProfile
+) -> None:
+    original, rest = _used(case, profile)
+    saved = _checkpoint(original)
+    assert set(saved) == set(runtime_fields(original))
+    restored = case.make(profile, **case.other)
+    assert load_detector_state(restored, saved)
+    for name, value in case.other.items():
+        assert getattr(restored, name) == value
+    assert restored.threshold == case.make(profile, **case.other).threshold != original.threshold
+    assert _checkpoint(restored) == saved
+    for name in saved:
+        assert np.array_equal(getattr(restored, name), getattr(original, name))
+    restored.update_batch(rest)  # goes on with the new parameters
+    assert np.isfinite(restored.statistic)
+
+    same = case.make(profile)
+    assert load_detector_state(same, saved)
+    assert same.update_batch(rest) == original.update_batch(rest)
+    assert same.statistic == original.statistic
+    assert _checkpoint(same) == _checkpoint(original)
+
+
+def test_a_checkpoint_with_parameters_in_it_does_not_change_them(
+    case: Case, profile: ReferenceProfile
+) -> None:
+    """Checkpoints written before parameters were left out carry ``_threshold``: it is ignored."""
+    original, _ = _used(case, profile)
+    old_format = {**_checkpoint(original), "_threshold": 1.0, "threshold": 1.0}
+    restored = case.make(profile, **case.other)
+    assert load_detector_state(restored, old_format)
+    assert restored.threshold == case.make(profile, **case.other).threshold
+    assert _checkpoint(restored) == _checkpoint(original)
+
+
+def _widened(det: Any) -> Any:
+    """A copy of ``det`` with one more column in its first state array (a state of another shape)."""
+    out = copy.copy(det)
+    name = next(n for n in runtime_fields(det) if isinstance(getattr(det, n), np.ndarray))
+    array = getattr(det, name)
+    setattr(out, name, np.concatenate([array, np.zeros_like(array[..., :1])], axis=-1))
+    return out
+
+
+@pytest.mark.parametrize("change", ["missing", "unknown", "shape"])
+def test_a_checkpoint_that_does_not_fit_starts_the_detector_fresh(
+    case: Case, profile: ReferenceProfile, change: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    original, rest = _used(case, profile)
+    saved = _checkpoint(original)
+    if change == "missing":
+        del saved[runtime_fields(original)[-1]]
+    elif change == "unknown":
+        saved["_from_other_code"] = 1
+    else:
+        saved = _checkpoint(_widened(original))
+    det = case.make(profile, **case.other)
+    det.update_batch(rest)
+    with caplog.at_level(logging.WARNING, logger="driftline.monitoring.state"):
+        assert not load_detector_state(det, saved)
+    assert f"{case.name} starts fresh" in caplog.text
+    assert _checkpoint(det) == _checkpoint(case.make(profile, **case.other))
+
+
+def test_a_glr_checkpoint_of_another_max_window_starts_fresh(caplog: pytest.LogCaptureFixture) -> None:
+    original = BernoulliGLR()
+    original.update_batch(_errors(3000, 91, False))
+    det = BernoulliGLR(max_window=4096)
+    with caplog.at_level(logging.WARNING, logger="driftline.monitoring.state"):
+        assert not load_detector_state(det, _checkpoint(original))
+    assert "_cumulative does not fit" in caplog.text
+    assert det.n_seen == 0
+
+
+@pytest.mark.parametrize("window", [500, 1500])
+@pytest.mark.parametrize("name", ["FeatureDrift", "ScoreDrift"])
+def test_a_windowed_test_restored_with_another_window_tests_the_last_window(
+    name: str, window: int, profile: ReferenceProfile
+) -> None:
+    """A larger window waits until it has filled up; either way the test is the one that a detector with
+    that window all along makes (on a stream without alarms)."""
+    case = next(c for c in CASES if c.name == name)
+    stream = case.stream(4000, 12, False)
+    original = case.make(profile)
+    original.update_batch(stream[:2000])
+    restored = case.make(profile, window=window)
+    assert load_detector_state(restored, _checkpoint(original))
+    throughout = case.make(profile, window=window)
+    throughout.update_batch(stream[:2000])
+    for lo in range(2000, 4000, 100):
+        assert restored.update_batch(stream[lo : lo + 100]) is None
+        assert throughout.update_batch(stream[lo : lo + 100]) is None
+        if window > 1000 and lo + 100 < 2000 + window - 1000:
+            assert restored.statistic == original.statistic  # not a full window yet: no test
+        else:
+            assert restored.statistic == pytest.approx(throughout.statistic, rel=1e-12)
 
 
 def test_profile_json_round_trip_and_size() -> None:

@@ -79,6 +79,26 @@ def test_a_checkpoint_restores_detectors_and_alert_state() -> None:
     assert b.take_outputs() == []  # the alert was open already and the request made
 
 
+def test_a_checkpoint_holds_no_detector_parameters_and_an_old_one_loads() -> None:
+    """Checkpoints written before parameters were left out carry each detector's ``_threshold``: the
+    restored monitor keeps its own thresholds and the evidence."""
+    x = RNG.uniform(0, 10, size=(4000, 2))
+    p = 1 / (1 + np.exp(-(x[:, 0] - 5)))
+    profile = ReferenceProfile.from_training(x, p, ["a", "b"], RNG.random(4000) < p)
+    a = DriftMonitor("m")
+    a.set_version("1", profile, now_ms=0)
+    a.observe_inputs(x[:1500].astype(np.float32), now_ms=1)
+    feed(a, 0.1, 3000, now_ms=1)
+    state = json.loads(json.dumps(a.state()))
+    assert all("_threshold" not in d for d in state["detectors"].values())
+    for detector in state["detectors"].values():
+        detector["_threshold"] = 1.0
+    b = DriftMonitor("m")
+    b.restore(state, profile)
+    assert b.gauges() == a.gauges()
+    assert b.state() == a.state()
+
+
 def test_a_drift_that_goes_on_asks_again_after_the_cooldown_only() -> None:
     m = DriftMonitor("m", MonitorPolicy(cooldown_ms=1000, update_interval_ms=10**9))
     m.set_version("1", None, now_ms=0)

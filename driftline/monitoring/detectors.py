@@ -9,6 +9,10 @@ gives, but for ``statistic``, which keeps the alarm's value) and goes on with th
 ``update_batch(xs)`` leaves the same state as ``update`` on every element; to get every alarm of a
 batch, call ``_reset()`` after the first and feed the rest again.
 
+Parameters are the constructor's arguments, stored under their own names (``threshold`` is a read-only
+property); the runtime state is private and is all that a checkpoint holds
+(:mod:`driftline.monitoring.state`), so restoring one never changes a parameter.
+
 * :class:`BernoulliGLR` (this module): label-based, on the 0/1 error stream of a model.
 * :class:`ExpectedErrorDrift`, :class:`FeatureImpactDrift`, :class:`FeatureDrift`,
   :class:`ScoreDrift` (:mod:`driftline.monitoring.label_free`): no labels, against a
@@ -109,6 +113,11 @@ class BernoulliGLR(BatchDetector):
     clock
         Test every ``clock`` events (the windows move with time, so little is lost).
 
+    Only the runtime state (the event and error counts since the last reset and a ring of the last
+    ``max_window + 1`` cumulative error counts) goes into a checkpoint; any parameter may change across a
+    restart, but a checkpoint taken with another ``max_window`` does not fit the ring, and the detector
+    then starts fresh (:mod:`driftline.monitoring.state`).
+
     Examples
     --------
     >>> det = BernoulliGLR()
@@ -138,8 +147,9 @@ class BernoulliGLR(BatchDetector):
         self.grid_ratio = grid_ratio
         self.grace_period = grace_period
         self.clock = clock
-        lengths = np.unique(np.round(min_window * grid_ratio ** np.arange(400)).astype(np.int64))
-        self._grid = lengths[lengths <= max_window]
+        with np.errstate(over="ignore"):  # past max_window the lengths may overflow: they are dropped
+            lengths = np.round(min_window * grid_ratio ** np.arange(400.0))
+        self._grid = np.unique(lengths[lengths <= max_window]).astype(np.int64)
         self._reset()
 
     def _reset(self) -> None:

@@ -45,7 +45,10 @@ Ints = npt.NDArray[np.intp]
 
 
 class _ErrorCusum(BatchDetector):
-    """One betting CUSUM per channel of per-event error proxies ``u = sketch.error[sketch.bin(value)]``."""
+    """One betting CUSUM per channel of per-event error proxies ``u = sketch.error[sketch.bin(value)]``.
+
+    The state is the CUSUM of each channel; a checkpoint restored with a profile of another number of
+    channels does not fit, and the detector starts fresh (:mod:`driftline.monitoring.state`)."""
 
     def __init__(self, sketches: list[Sketch], min_increase: float, arl: float) -> None:
         super().__init__()
@@ -141,6 +144,10 @@ class _WindowedGTest(BatchDetector):
     quantile at ``stride / (arl * channels)`` (a Bonferroni bound over the tests in ``arl`` events). The
     default ``arl`` is 10^6 events: every window is compared with the same reference sample, whose own
     sampling error is shared by all tests.
+
+    The state is the last ``window`` events' bins and the count of events since the last reset. A test
+    needs ``window`` bins at hand, not only ``window`` events seen, so a checkpoint restored with a larger
+    ``window`` waits until the window has filled up (and one with a smaller window uses its tail).
     """
 
     def __init__(
@@ -188,7 +195,8 @@ class _WindowedGTest(BatchDetector):
         stats = np.full(len(rows), -np.inf)
         offset = len(bins) - len(rows)
         seen = self._seen + 1 + np.arange(len(rows))
-        for i in np.flatnonzero((seen % self.stride == 0) & (seen >= self.window)):
+        known = offset + 1 + np.arange(len(rows))  # bins at hand: as many as seen, or fewer if restored
+        for i in np.flatnonzero((seen % self.stride == 0) & (known >= self.window)):
             end = offset + i + 1
             stats[i] = float(self._zscores(bins[end - self.window : end]).max())
             self._statistic = stats[i]
