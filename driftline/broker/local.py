@@ -1,18 +1,21 @@
-"""A real single-node Apache Kafka 4.x (KRaft), run with the machine's Java 17+.
+"""A real Apache Kafka 4.x (KRaft) on 127.0.0.1, one node or a small cluster, run with Java 17+.
 
-The broker's runtime jars are resolved once with Maven from the ``pom.xml`` beside this module and
-cached under ``cache_dir/kafka-jars/<hash of the pom>``. Everything else lives under ``home/broker``:
+The runtime jars come from Maven Central (see :mod:`driftline.broker.jars`). Everything else lives
+under ``home/broker``:
 
-- ``broker.json``: the cluster id and the two ports, written once the storage is formatted; it stays
-  across stops, so a later start resumes the same data at the same address;
-- ``data/``: the topics and their records (Kafka's ``log.dirs``, with its ``meta.properties``);
-- ``server.properties``, ``log4j2.properties``, ``broker.log``, ``logs/``: written on each start;
-- ``state.json``: the running JVM's pid and address, removed on stop.
+- ``broker.json``: the cluster id and every node's two ports, written once the storage is formatted;
+  it stays across stops, so a later start resumes the same data at the same addresses;
+- the node's files: ``data/`` (Kafka's ``log.dirs``, with its ``meta.properties``), and, written on
+  each start, ``server.properties``, ``log4j2.properties``, ``broker.log`` and ``logs/``. One node
+  keeps them in ``home/broker`` itself; a cluster keeps them per node in ``home/broker/node-<id>``;
+- ``state.json``: the running JVMs' pids and addresses, removed on stop.
 
-The first start (or ``start(fresh=True)``) wipes ``home/broker``, picks two free ports and formats the
-storage; every later start reuses them, and fails with a :class:`BrokerError` if another process took
-one of its ports meanwhile. A start waits until the broker answers metadata requests; if the JVM dies,
-the error carries the tail of its log.
+The first start (or ``start(fresh=True)``) wipes ``home/broker``, picks free ports and formats the
+storage of ``nodes`` nodes (every one a broker and a controller voter); every later start resumes
+the broker as it was formatted, and fails with a :class:`BrokerError` if another process took one
+of its ports meanwhile. A start waits until every node serves; if a JVM dies, the error carries the
+tail of its log. For fault tests, :meth:`LocalBroker.kill_node` SIGKILLs one node of a running
+cluster and :meth:`LocalBroker.start_node` brings it back on its data and ports.
 
 >>> broker = LocalBroker(home=Path("/tmp/dl"), cache_dir=Path("/tmp/dl-cache"))
 >>> broker.data_dir
@@ -23,76 +26,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
+from driftline.broker import node as nodes_
+from driftline.broker.jars import check_java, resolve_jars
+from driftline.broker.records import BrokerInfo, BrokerRecord, NodeInfo, NodePorts
 from driftline.errors import BrokerError
-
-STARTED_LINE = "Kafka Server started"
-
-SERVER_PROPERTIES = """\
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{cport}
-listeners=PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data}
-num.partitions={partitions}
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-log.cleaner.dedupe.buffer.size=2097152
-num.network.threads=2
-num.io.threads=2
-"""
-
-
-@dataclass(frozen=True)
-class BrokerInfo:
-    """A running local broker, as written to ``state.json``."""
-
-    bootstrap_servers: str
-    pid: int
-    data_dir: str
-    log_file: str
-
-
-@dataclass(frozen=True)
-class BrokerRecord:
-    """What a formatted broker keeps across stops, as written to ``broker.json``.
-
-    >>> BrokerRecord("q1Sh-9_ISia_zwGINzRvyQ", 40123, 40124).bootstrap_servers
-    '127.0.0.1:40123'
-    """
-
-    cluster_id: str
-    broker_port: int
-    controller_port: int
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.broker_port}"
 
 
 def _free_port() -> int:
@@ -110,63 +61,39 @@ def _cluster_id() -> str:
             return cid
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no procfs (macOS) or it just went: trust the signal
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited, its parent did not reap it
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _port_taken(port: int) -> bool:
-    """Whether another socket holds ``port`` on 127.0.0.1 (connections left in TIME_WAIT do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+def _new_record(count: int) -> BrokerRecord:
+    """A new cluster id and ``count`` nodes on distinct free ports (broker, then controller)."""
+    ports: list[int] = []
+    while len(ports) < 2 * count:
+        if (port := _free_port()) not in ports:
+            ports.append(port)
+    nodes = tuple(NodePorts(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(count))
+    return BrokerRecord(_cluster_id(), nodes)
 
 
 class LocalBroker:
-    """Build, start, inspect and stop the local broker. Also a context manager (start/stop)."""
+    """Build, start, inspect and stop the local broker. Also a context manager (start/stop).
+
+    ``nodes`` applies when a new broker is formatted (default one); a saved broker resumes with the
+    nodes it was formatted with. ``heap_mb`` is per node (default 512 for one node, 256 for more).
+    """
 
     def __init__(
         self,
         home: Path,
         cache_dir: Path,
-        heap_mb: int = 512,
+        heap_mb: int | None = None,
         partitions: int = 4,
         log: Callable[[str], None] = lambda _: None,
+        nodes: int | None = None,
     ) -> None:
         self.home = home
         self.cache_dir = cache_dir
         self.heap_mb = heap_mb
         self.partitions = partitions
+        self.nodes = nodes
         self._log = log
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def data_dir(self) -> Path:
@@ -180,131 +107,92 @@ class LocalBroker:
     def _record_file(self) -> Path:
         return self.data_dir / "broker.json"
 
-    @property
-    def _props_file(self) -> Path:
-        return self.data_dir / "server.properties"
-
-    # -- jars ---------------------------------------------------------------------------------
+    def _node_dir(self, record: BrokerRecord, node_id: int) -> Path:
+        return self.data_dir if len(record.nodes) == 1 else self.data_dir / f"node-{node_id}"
 
     def jars(self) -> Path:
         """The folder of runtime jars, resolved with Maven on first use and cached by pom hash."""
-        pom = resources.files("driftline.broker").joinpath("pom.xml").read_bytes()
-        lib = self.cache_dir / "kafka-jars" / hashlib.sha256(pom).hexdigest()[:16]
-        if (lib / ".complete").exists():
-            return lib
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                "Maven (`mvn`) is needed once to fetch the Kafka jars: install it "
-                "(apt-get install maven), or pass --bootstrap-servers to use an existing cluster."
-            )
-        self._log(f"Resolving Apache Kafka jars from Maven Central into {lib} (once)...")
-        staging = lib.with_name(lib.name + f".tmp{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        (staging / "pom.xml").write_bytes(pom)
-        cmd = [
-            mvn,
-            "-B",
-            "-q",
-            "-f",
-            str(staging / "pom.xml"),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={staging / 'lib'}",
-        ]
+        return resolve_jars(self.cache_dir, self._log)
+
+    check_java = staticmethod(check_java)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _started(self) -> BrokerInfo | None:
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError("Maven took over 15 minutes to fetch the Kafka jars; try again.") from exc
-        if done.returncode != 0:
-            raise BrokerError(
-                f"Maven could not fetch the Kafka jars:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
-            )
-        (staging / "lib" / ".complete").touch()
-        if lib.exists():  # another process won the race
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
-            (staging / "lib").rename(lib)
-            shutil.rmtree(staging, ignore_errors=True)
-        return lib
-
-    @staticmethod
-    def check_java() -> str:
-        java = shutil.which("java")
-        if java is None:
-            raise BrokerError(
-                "Java 17+ is needed to run the local broker: install a JDK "
-                "(apt-get install openjdk-17-jre-headless), or pass --bootstrap-servers."
-            )
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stderr
-        match = re.search(r'version "(\d+)', out)
-        if match is None or int(match.group(1)) < 17:
-            raise BrokerError(f"Kafka 4 needs Java 17 or newer; `java -version` says: {out.strip()}")
-        return java
-
-    # -- lifecycle ----------------------------------------------------------------------------
+            return BrokerInfo.from_json(json.loads(self._state_file.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
 
     def status(self) -> BrokerInfo | None:
-        """The running broker started from this home, or ``None``."""
-        try:
-            info = BrokerInfo(**json.loads(self._state_file.read_text()))
-        except (OSError, ValueError, TypeError):
+        """The running broker started from this home, each node marked running or not; ``None`` if
+        no node runs."""
+        info = self._started()
+        if info is None:
             return None
-        host, port = info.bootstrap_servers.rsplit(":", 1)
-        if _pid_alive(info.pid) and _port_open(host, int(port)):
-            return info
-        return None
+        nodes = tuple(replace(n, running=_serving(n)) for n in info.nodes)
+        return replace(info, nodes=nodes) if any(n.running for n in nodes) else None
 
     def saved(self) -> BrokerRecord | None:
         """The broker formatted under ``home/broker`` (running or not); ``None`` if there is none yet."""
-        meta = self.data_dir / "data" / "meta.properties"
         fix = f"`driftline broker start --fresh` wipes {self.data_dir} and formats a new broker"
         if not self._record_file.exists():
-            if meta.exists():
+            if any(any(self.data_dir.glob(f"{d}/meta.properties")) for d in ("data", "node-*/data")):
                 raise BrokerError(
                     f"{self.data_dir} holds Kafka data but no broker.json with its cluster id and ports "
                     f"(an older Driftline wrote it): {fix}."
                 )
             return None
         try:
-            record = BrokerRecord(**json.loads(self._record_file.read_text()))
-        except (OSError, ValueError, TypeError) as exc:
+            record = BrokerRecord.from_json(json.loads(self._record_file.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             raise BrokerError(f"{self._record_file} is unreadable ({exc}): {fix}.") from exc
-        if not meta.exists():
-            raise BrokerError(f"{meta} is missing, so the broker's data is gone or damaged: {fix}.")
+        for n in record.nodes:
+            meta = self._node_dir(record, n.node_id) / "data" / "meta.properties"
+            if not meta.exists():
+                raise BrokerError(f"{meta} is missing, so the broker's data is gone or damaged: {fix}.")
         return record
+
+    # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 90.0, *, fresh: bool = False) -> BrokerInfo:
         """Start the broker formatted under ``home/broker`` again, with the same data, cluster id and
-        address; format a new one (wiping ``home/broker``, new ports) on the first start or if ``fresh``.
-        Wait until it serves; return its address."""
+        addresses; format a new one (wiping ``home/broker``, new ports) on the first start or if
+        ``fresh``. Wait until every node serves; return the addresses."""
         running = self.status()
         if running is not None:
             raise BrokerError(
-                f"A local broker already runs at {running.bootstrap_servers} (pid {running.pid}); "
+                f"A local broker already runs at {running.bootstrap_servers} "
+                f"(pid {', '.join(str(n.pid) for n in running.nodes)}); "
                 "stop it with `driftline broker stop` first."
             )
         record = None if fresh else self.saved()
         if record is not None:
-            self._check_ports_free(record)
-        java = self.check_java()
-        lib = self.jars()
+            self._check_size(record)
+            for n in record.nodes:
+                self._check_ports_free(n)
+        java, lib = check_java(), self.jars()
         if record is None:
             self._wipe(fresh)
-            record = BrokerRecord(_cluster_id(), _free_port(), _free_port())
-            jvm = self._configure(java, lib, record)
-            self._format(jvm, record)
+            record = _new_record(self.nodes or 1)
+            jvms = {n.node_id: self._configure(java, lib, record, n) for n in record.nodes}
+            self._format(jvms, record)
         else:
             self._log(f"Resuming the local broker in {self.data_dir} at {record.bootstrap_servers}...")
-            jvm = self._configure(java, lib, record)
-        return self._launch(jvm, record, timeout)
+            jvms = {n.node_id: self._configure(java, lib, record, n) for n in record.nodes}
+        return self._launch(jvms, record, timeout)
 
-    def _check_ports_free(self, record: BrokerRecord) -> None:
-        for role, port in (("broker", record.broker_port), ("controller", record.controller_port)):
-            if _port_taken(port):
+    def _check_size(self, record: BrokerRecord) -> None:
+        if self.nodes is not None and self.nodes != len(record.nodes):
+            raise BrokerError(
+                f"{self.data_dir} holds a local broker of {len(record.nodes)} node(s), not {self.nodes}: "
+                "start it without --nodes to resume it, or run "
+                f"`driftline broker start --fresh --nodes {self.nodes}` to wipe it and format a new one."
+            )
+
+    def _check_ports_free(self, node: NodePorts) -> None:
+        for role, port in (("broker", node.broker_port), ("controller", node.controller_port)):
+            if nodes_.port_taken(port):
                 raise BrokerError(
                     f"Port {port} on 127.0.0.1, the {role} port of the local broker in {self.data_dir}, "
                     f"is taken by another process (`ss -ltnp 'sport = :{port}'` names it). Stop that "
@@ -317,118 +205,138 @@ class LocalBroker:
             self._log(f"Wiping {self.data_dir} (--fresh): every topic and record of the local broker goes.")
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def _configure(self, java: str, lib: Path, record: BrokerRecord) -> list[str]:
-        """Write this start's configuration files; return the JVM command without its main class."""
-        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self._props_file.write_text(
-            SERVER_PROPERTIES.format(
-                bport=record.broker_port,
-                cport=record.controller_port,
-                data=self.data_dir / "data",
-                partitions=self.partitions,
-            )
-        )
-        log4j = self.data_dir / "log4j2.properties"
+    def _configure(self, java: str, lib: Path, record: BrokerRecord, node: NodePorts) -> list[str]:
+        """Write the node's configuration files; return its JVM command without the main class."""
+        here = self._node_dir(record, node.node_id)
+        (here / "logs").mkdir(parents=True, exist_ok=True)
+        props = nodes_.server_properties(node, record.nodes, here / "data", self.partitions)
+        (here / "server.properties").write_text(props)
+        log4j = here / "log4j2.properties"
         log4j.write_bytes(resources.files("driftline.broker").joinpath("log4j2.properties").read_bytes())
+        heap = self.heap_mb or (512 if len(record.nodes) == 1 else 256)
         return [
             java,
-            f"-Xms{self.heap_mb}m",
-            f"-Xmx{self.heap_mb}m",
+            f"-Xms{heap}m",
+            f"-Xmx{heap}m",
             "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+            f"-Dkafka.logs.dir={here / 'logs'}",
             "-cp",
             f"{lib}/*",
         ]
 
-    def _format(self, jvm: list[str], record: BrokerRecord) -> None:
-        """Format the storage for ``record``'s cluster id, then write ``broker.json``."""
-        tool = [*jvm, "kafka.tools.StorageTool", "format", "--standalone"]
-        fmt = subprocess.run(
-            [*tool, "-t", record.cluster_id, "-c", str(self._props_file)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            raise BrokerError(f"Formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
-        self._record_file.write_text(json.dumps(asdict(record)))
-
-    def _launch(self, jvm: list[str], record: BrokerRecord, timeout: float) -> BrokerInfo:
-        log_file = self.data_dir / "broker.log"
-        with log_file.open("wb") as out:
-            proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(self._props_file)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+    def _format(self, jvms: dict[int, list[str]], record: BrokerRecord) -> None:
+        """Format every node's storage with ``record``'s cluster id, then write ``broker.json``."""
+        voters = nodes_.format_arguments(record.nodes, [_cluster_id() for _ in record.nodes])
+        for n in record.nodes:
+            props = self._node_dir(record, n.node_id) / "server.properties"
+            tool = [*jvms[n.node_id], "kafka.tools.StorageTool", "format", *voters]
+            fmt = subprocess.run(
+                [*tool, "-t", record.cluster_id, "-c", str(props)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
             )
-        info = BrokerInfo(record.bootstrap_servers, proc.pid, str(self.data_dir), str(log_file))
+            if fmt.returncode != 0:
+                for done in record.nodes:  # no half-formatted cluster left behind
+                    shutil.rmtree(self._node_dir(record, done.node_id) / "data", ignore_errors=True)
+                raise BrokerError(f"Formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
+        self._record_file.write_text(json.dumps(record.to_json()))
+
+    def _spawn(self, jvm: list[str], record: BrokerRecord, node: NodePorts) -> NodeInfo:
+        here = self._node_dir(record, node.node_id)
+        log_file = here / "broker.log"
+        proc = nodes_.launch(jvm, here / "server.properties", log_file)
+        self._procs[node.node_id] = proc
+        return NodeInfo(node.node_id, node.address, proc.pid, str(log_file))
+
+    def _launch(self, jvms: dict[int, list[str]], record: BrokerRecord, timeout: float) -> BrokerInfo:
+        deadline = time.monotonic() + timeout
+        started: list[NodeInfo] = []
         try:
-            self._wait_ready(proc, info, timeout)
+            started += [self._spawn(jvms[n.node_id], record, n) for n in record.nodes]
+            for n in started:
+                self._wait_ready(n, len(record.nodes), deadline)
         except BaseException:
-            self._terminate(proc.pid, proc)
+            self._stop_nodes(started)
             raise
-        self._state_file.write_text(json.dumps(asdict(info)))
-        self._proc = proc
+        info = BrokerInfo(record.bootstrap_servers, str(self.data_dir), tuple(started))
+        self._write_state(info)
         return info
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], info: BrokerInfo, timeout: float) -> None:
-        from confluent_kafka.admin import AdminClient
+    def _wait_ready(self, node: NodeInfo, brokers: int, deadline: float) -> None:
+        name = f"Node {node.node_id} of the local broker" if brokers > 1 else "The broker"
+        nodes_.wait_ready(self._procs[node.node_id], node, brokers, deadline, name)
 
-        deadline = time.monotonic() + timeout
-        port = int(info.bootstrap_servers.rsplit(":", 1)[1])
-        while time.monotonic() < deadline:
-            code = proc.poll()
-            if code is not None:
-                raise BrokerError(
-                    f"The broker exited with code {code} while starting. Log tail:\n"
-                    f"{_tail(Path(info.log_file))}"
-                )
-            if _port_open("127.0.0.1", port):
-                try:
-                    AdminClient({"bootstrap.servers": info.bootstrap_servers}).list_topics(timeout=5)
-                    return
-                except Exception:  # not serving metadata yet: keep polling until the deadline
-                    pass
-            time.sleep(0.2)
-        raise BrokerError(
-            f"The broker did not serve within {timeout:.0f}s. Log tail:\n{_tail(Path(info.log_file))}"
-        )
+    def _write_state(self, info: BrokerInfo) -> None:
+        self._state_file.write_text(json.dumps(asdict(info)))
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the broker started from this home; ``False`` if none was running."""
-        try:
-            info = BrokerInfo(**json.loads(self._state_file.read_text()))
-        except (OSError, ValueError, TypeError):
+        """Stop every node started from this home; ``False`` if none was running."""
+        info = self._started()
+        if info is None:
             return False
-        proc = self._proc if self._proc is not None and self._proc.pid == info.pid else None
-        stopped = self._terminate(info.pid, proc, timeout) if _pid_alive(info.pid) else False
+        stopped = self._stop_nodes(info.nodes, timeout)
         self._state_file.unlink(missing_ok=True)
-        self._proc = None
         return stopped
 
-    @staticmethod
-    def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> bool:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL."""
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return False
+    def _stop_nodes(self, nodes: Sequence[NodeInfo], timeout: float = 30.0) -> bool:
+        """SIGTERM every live node at once (a lone survivor would wait for a controller quorum that
+        is gone), wait up to ``timeout`` for all, then SIGKILL the rest; ``True`` if any was live."""
+        live = [n for n in nodes if nodes_.pid_alive(n.pid)]
+        live = [n for n in live if nodes_.signal_pid(n.pid, signal.SIGTERM)]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                return True
-            if proc is None and not _pid_alive(pid):
-                return True
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if proc is not None:
-            proc.wait(timeout=10)
-        return True
+        for n in live:
+            proc = self._own(n)
+            if not nodes_.wait_gone(n.pid, proc, max(0.0, deadline - time.monotonic())):
+                nodes_.kill(n.pid, proc)
+        for n in nodes:
+            self._procs.pop(n.node_id, None)
+        return bool(live)
+
+    def _own(self, node: NodeInfo) -> subprocess.Popen[bytes] | None:
+        proc = self._procs.get(node.node_id)
+        return proc if proc is not None and proc.pid == node.pid else None
+
+    # -- one node, for fault tests ------------------------------------------------------------
+
+    def kill_node(self, node_id: int) -> bool:
+        """SIGKILL one node of the running broker, as a crash would (for fault tests); its data and
+        ports stay for :meth:`start_node`. ``False`` if that node was not running."""
+        record = self.saved()
+        if record is not None:
+            record.node(node_id)  # raises, naming the nodes there are
+        info = self._started()
+        node = next((n for n in info.nodes if n.node_id == node_id), None) if info else None
+        if node is None or not nodes_.pid_alive(node.pid):
+            return False
+        killed = nodes_.kill(node.pid, self._own(node))
+        self._procs.pop(node_id, None)
+        return killed
+
+    def start_node(self, node_id: int, timeout: float = 90.0) -> NodeInfo:
+        """Start one stopped node of the running broker again on its data and ports (for fault
+        tests, after :meth:`kill_node`); wait until it serves and sees every running node."""
+        info = self.status()
+        record = self.saved()
+        if info is None or record is None:
+            raise BrokerError("No local broker is running: start it with `driftline broker start`.")
+        ports = record.node(node_id)
+        if any(n.node_id == node_id and n.running for n in info.nodes):
+            raise BrokerError(f"Node {node_id} of the local broker already runs.")
+        self._check_ports_free(ports)
+        jvm = self._configure(check_java(), self.jars(), record, ports)
+        started = self._spawn(jvm, record, ports)
+        brokers = 1 + sum(n.running for n in info.nodes if n.node_id != node_id)
+        try:
+            self._wait_ready(started, brokers, time.monotonic() + timeout)
+        except BaseException:
+            self._stop_nodes([started])
+            raise
+        kept = tuple(started if n.node_id == node_id else n for n in info.nodes)
+        self._write_state(replace(info, nodes=kept))
+        return started
 
     def __enter__(self) -> BrokerInfo:
         return self.start()
@@ -437,6 +345,11 @@ class LocalBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _serving(node: NodeInfo) -> bool:
+    host, port = node.bootstrap_servers.rsplit(":", 1)
+    return nodes_.pid_alive(node.pid) and nodes_.port_open(host, int(port))
 
 
 @contextlib.contextmanager

@@ -20,14 +20,15 @@ if TYPE_CHECKING:
 
 @main.group()
 def broker() -> None:
-    """The embedded single-node Apache Kafka (KRaft), built from Maven Central jars, run with Java 17+.
+    """The embedded Apache Kafka (KRaft), built from Maven Central jars, run with Java 17+: one node,
+    or a small cluster with `broker start --nodes 3`.
 
     Its data lives under --home (broker/): a stop keeps every topic and record, and the next start
     resumes them at the same address. Only `broker start --fresh` wipes them.
     """
 
 
-def _local_broker(settings: Settings, heap_mb: int = 512) -> LocalBroker:
+def _local_broker(settings: Settings, heap_mb: int | None = None, nodes: int | None = None) -> LocalBroker:
     from driftline.broker import LocalBroker
 
     return LocalBroker(
@@ -36,16 +37,20 @@ def _local_broker(settings: Settings, heap_mb: int = 512) -> LocalBroker:
         heap_mb=heap_mb,
         partitions=settings.topics.partitions,
         log=lambda m: click.echo(m, err=True),
+        nodes=nodes,
     )
 
 
 def _start(b: LocalBroker, timeout: float, fresh: bool = False) -> None:
     info = b.start(timeout=timeout, fresh=fresh)
-    click.echo(f"Kafka serves at {info.bootstrap_servers} (pid {info.pid}, data {info.data_dir}).")
+    pids = ", ".join(str(n.pid) for n in info.nodes)
+    click.echo(f"Kafka serves at {info.bootstrap_servers} (pid {pids}, data {info.data_dir}).")
     click.echo("Stop it with `driftline broker stop`; the next `driftline broker start` resumes its data.")
 
 
-HEAP_MB = click.option("--heap-mb", default=512, show_default=True, help="JVM heap of the broker.")
+HEAP_MB = click.option(
+    "--heap-mb", type=int, help="JVM heap of each node [default: 512 for one node, 256 for a cluster]."
+)
 TIMEOUT = click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait until it serves.")
 
 
@@ -57,23 +62,36 @@ TIMEOUT = click.option("--timeout", default=90.0, show_default=True, help="Secon
     is_flag=True,
     help="Wipe the broker's data (every topic and record) and start a new one on new ports.",
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    help="Nodes of a new broker (default 1). 3: a cluster for trying failover, with replication "
+    "factor 3 and min.insync.replicas 2. A saved broker resumes with the nodes it has.",
+)
 @click.pass_obj
-def broker_start(settings: Settings, heap_mb: int, timeout: float, fresh: bool) -> None:
+def broker_start(
+    settings: Settings, heap_mb: int | None, timeout: float, fresh: bool, nodes: int | None
+) -> None:
     """Start the local broker in the background and wait until it serves.
 
-    The first start formats a new broker under --home (broker/) on two free ports. Every later start
+    The first start formats a new broker under --home (broker/) on free ports. Every later start
     resumes it: the same topics and records, the same cluster id, the same address, so running
     clients reconnect by themselves. If another process took one of its ports meanwhile, the start
     fails and says which; stop that process, or use --fresh.
+
+    With --nodes 3 every node is a broker and a controller voter on 127.0.0.1, and the cluster's
+    defaults are 3 replicas and min.insync.replicas=2: `topics create` takes them, and so do the
+    offsets and transaction logs. One node can go down (`broker kill-node 2`) while producers with
+    acks=all go on.
     """
-    _start(_local_broker(settings, heap_mb), timeout, fresh)
+    _start(_local_broker(settings, heap_mb, nodes), timeout, fresh)
 
 
 @broker.command("restart")
 @HEAP_MB
 @TIMEOUT
 @click.pass_obj
-def broker_restart(settings: Settings, heap_mb: int, timeout: float) -> None:
+def broker_restart(settings: Settings, heap_mb: int | None, timeout: float) -> None:
     """Stop the local broker, then start it again on the same data and address.
 
     Clients such as `driftline serve` keep running and reconnect once it serves again. Starts the
@@ -95,13 +113,34 @@ def broker_stop(settings: Settings) -> None:
 @broker.command("status")
 @click.pass_obj
 def broker_status(settings: Settings) -> None:
-    """Say whether the local broker runs, and where. Exit code 1 if it does not."""
+    """Say whether the local broker runs, and where: every node, with its pid and whether it runs.
+    Exit code 1 if no node runs."""
     b = _local_broker(settings)
     info = b.status()
     if info is None:
         click.echo(f"No local broker is running (data dir {b.data_dir}).")
         sys.exit(1)
     click.echo(json.dumps(asdict(info), indent=2))
+
+
+@broker.command("kill-node")
+@click.argument("node_id", type=int)
+@click.pass_obj
+def broker_kill_node(settings: Settings, node_id: int) -> None:
+    """SIGKILL node NODE_ID of the running local cluster, as a crash would: for trying failover.
+    `broker start-node NODE_ID` brings it back on its data."""
+    killed = _local_broker(settings).kill_node(node_id)
+    click.echo(f"Killed node {node_id}." if killed else f"Node {node_id} was not running.")
+
+
+@broker.command("start-node")
+@click.argument("node_id", type=int)
+@TIMEOUT
+@click.pass_obj
+def broker_start_node(settings: Settings, node_id: int, timeout: float) -> None:
+    """Start node NODE_ID of the running local cluster again, on its data and ports."""
+    node = _local_broker(settings).start_node(node_id, timeout=timeout)
+    click.echo(f"Node {node_id} serves at {node.bootstrap_servers} (pid {node.pid}).")
 
 
 # -- topics ------------------------------------------------------------------------------------
