@@ -1,4 +1,4 @@
-"""Prometheus metrics, recorded per batch.
+"""Every service's Prometheus metrics (serve, monitor, train), recorded per batch.
 
 :class:`BatchHistogram` is a histogram that takes a whole array of observations at once
 (``np.searchsorted`` + ``np.bincount``) instead of one Python call per event, exposed through
@@ -19,9 +19,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from driftline.health import Health, serve_endpoints
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SWAP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -76,10 +78,11 @@ class ServiceMetrics:
         self.model.clear()
         self.model.labels(name, version).set(1)
 
-    def serve_http(self, port: int) -> None:
-        """Expose ``/metrics`` on ``port`` (0 disables)."""
+    def serve_http(self, port: int, host: str = "127.0.0.1", health: Health | None = None) -> None:
+        """Expose ``/metrics`` (and ``/livez``, ``/readyz`` with ``health``) on ``host:port`` (port 0:
+        off)."""
         if port:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)
+            serve_endpoints(port, host, self.registry, health)
 
 
 class ServeMetrics(ServiceMetrics):

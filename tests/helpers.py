@@ -10,11 +10,11 @@ from pathlib import Path
 from confluent_kafka import Message
 
 from driftline.config import Settings
+from driftline.headers import header_list
 from driftline.models.artifact import copy_as_version
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.services import SERVE_READY, Service, service
 from driftline.streams import kafka
-from driftline.streams.processor import header_list
 from driftline.streams.produce import produce_stream
 from driftline.streams.synthetic import generate
 

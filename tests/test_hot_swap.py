@@ -19,11 +19,11 @@ from prometheus_client import generate_latest
 from driftline.cli import main
 from driftline.config import Settings
 from driftline.errors import ConfigError
+from driftline.metrics import ServeMetrics
 from driftline.models import control
 from driftline.models.packing import pack_artifact, sha256_hex, split
 from driftline.models.signing import generate_keys, key_id, sign_version
 from driftline.models.transport import CHUNKS_HEADER, artifact_partition
-from driftline.monitoring import ServeMetrics
 from driftline.services import SERVE_READY, service, topic_environment
 from driftline.streams import kafka
 from driftline.streams.app import serve_until_stopped

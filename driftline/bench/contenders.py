@@ -109,7 +109,7 @@ def run_monitor(
     checkpoint after the last. ``eps`` counts the events read; ``stream_eps`` the stream's events
     per second that the sample stands for."""
     from driftline.models.control import load_trusted_keys
-    from driftline.monitoring.service import MonitorOptions, MonitorService
+    from driftline.streams.monitor_service import MonitorOptions, MonitorService
 
     fresh = f"{settings.topics.monitor_state}.{uuid.uuid4().hex[:8]}"  # no checkpoint of an earlier run
     settings = settings.model_copy(

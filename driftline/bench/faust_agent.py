@@ -40,9 +40,10 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from driftline.headers import Headers
 from driftline.models.runtime import TorchPredictor
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
-from driftline.streams.processor import BatchProcessor, Headers
+from driftline.streams.processor import BatchProcessor
 
 log = logging.getLogger("driftline.bench.faust")
 

@@ -10,12 +10,16 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from driftline.cli import cluster_settings, main
 from driftline.config import Settings
+
+if TYPE_CHECKING:
+    from driftline.models.follower import Refusal
+    from driftline.models.registry import VersionLedger
 
 
 @main.group()
@@ -110,18 +114,21 @@ def models_keygen(settings: Settings, out: Path | None) -> None:
 # -- the registry ------------------------------------------------------------------------------
 
 
-def _ledger(settings: Settings, verify: bool) -> tuple[Any, list[Any]]:
-    from driftline.models.control import load_trusted_keys, read_records, verified_ledger
-    from driftline.models.registry import VersionLedger
+def _ledger(settings: Settings, verify: bool) -> tuple[VersionLedger, list[Refusal]]:
+    """The registry to its current end, and the records left out (without ``verify``: those that are
+    not ModelVersion records only)."""
+    from driftline.models.control import load_trusted_keys
+    from driftline.models.follower import RegistryFollower
 
-    records = read_records(settings)
-    if verify:
-        return verified_ledger(records, load_trusted_keys(settings))
-    ledger = VersionLedger()
-    for entry in records:
-        if entry.record is not None:
-            ledger.apply(entry.record, entry.offset)
-    return ledger, []
+    refused: list[Refusal] = []
+    follower = RegistryFollower.connect(
+        settings, load_trusted_keys(settings) if verify else None, on_refused=refused.append
+    )
+    try:
+        follower.catch_up()
+    finally:
+        follower.close()
+    return follower.ledger, refused if verify else []
 
 
 def _when(ms: int) -> str:
@@ -170,8 +177,9 @@ def models_list(settings: Settings, no_verify: bool, history: bool) -> None:
             )
     console = Console()
     console.print(table)
-    for entry, why in refused:
-        console.print(f"[red]refused[/] record at offset {entry.offset}: {why}")
+    for refusal in refused:
+        why = f"{refusal.reason}: {refusal.detail}"
+        console.print(f"[red]refused[/] record at offset {refusal.offset}: {why}")
 
 
 @models.command("show")

@@ -1,5 +1,6 @@
-"""The registry on Kafka: reading and writing signed ``ModelVersion`` records, publishing artifacts,
-and turning a verified record back into a model directory.
+"""The registry on Kafka: writing signed ``ModelVersion`` records, publishing artifacts, and turning a
+verified record back into a model directory. Reading the registry is
+:class:`~driftline.models.follower.RegistryFollower`'s job.
 
 Records are keyed ``<model>:<version>`` on a single-partition, compacted topic: the order of records
 is the order of changes, and compaction keeps at least the latest record of every version.
@@ -7,20 +8,17 @@ is the order of changes, and compaction keeps at least the latest record of ever
 
 from __future__ import annotations
 
-import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from driftline.config import Settings
-from driftline.errors import ConfigError, DecodeError, DeliveryError, VerificationError
+from driftline.errors import ConfigError, DeliveryError, VerificationError
 from driftline.models.artifact import load_config
+from driftline.models.follower import RegistryFollower, encode_record, ignore_refusal
 from driftline.models.packing import pack_artifact, sha256_hex, unpack_artifact
 from driftline.models.registry import (
     Record,
@@ -29,29 +27,12 @@ from driftline.models.registry import (
     rollback_records,
     status_record,
 )
-from driftline.models.signing import key_id, public_key_of, sign_version, verify_version
+from driftline.models.signing import key_id, public_key_of, sign_version
 from driftline.models.transport import SCHEME, fetch_artifact, publish_artifact
-from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
 from driftline.streams import kafka
-
-log = logging.getLogger(__name__)
 
 PROFILE_FILE = "reference_profile.json"
 """A reference profile beside an artifact's two files; ``publish_version`` puts it in the record."""
-
-_STORE = builtin_store()
-_ENCODER = AvroEncoder.single_object(_STORE.latest("io.driftline.ModelVersion"))
-_DECODER = AvroDecoder(_STORE)
-
-
-@dataclass(frozen=True)
-class ControlRecord:
-    """One record read from the registry topic: decoded, or why it could not be."""
-
-    offset: int
-    timestamp_ms: int
-    record: Record | None
-    error: str | None = None
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -88,13 +69,6 @@ def record_key(record: Mapping[str, Any]) -> bytes:
     return f"{record['model_name']}:{record['version']}".encode()
 
 
-def decode_record(value: bytes | None) -> Record:
-    record = _DECODER.decode(value)
-    if not isinstance(record, dict) or "model_name" not in record or "signature" not in record:
-        raise DecodeError("unknown-schema", "not a ModelVersion record")
-    return record
-
-
 def write_records(settings: Settings, records: Sequence[Mapping[str, Any]], timeout: float = 30.0) -> None:
     """Append signed records to the registry topic, in order, and wait for the broker's acknowledgement."""
     producer = kafka.producer(settings, **{"linger.ms": 0, "max.in.flight.requests.per.connection": 1})
@@ -106,41 +80,10 @@ def write_records(settings: Settings, records: Sequence[Mapping[str, Any]], time
 
     for record in records:
         producer.produce(
-            settings.topics.model_versions, _ENCODER.encode(record), record_key(record), on_delivery=delivered
+            settings.topics.model_versions, encode_record(record), record_key(record), on_delivery=delivered
         )
     if producer.flush(timeout) or errors:
         raise DeliveryError(f"the registry topic did not acknowledge the records: {errors or 'timeout'}")
-
-
-def read_records(settings: Settings, timeout: float = 30.0) -> list[ControlRecord]:
-    """Every record on the registry topic up to its current end, in order."""
-    messages = kafka.read_to_end(settings, settings.topics.model_versions, timeout, read_committed=False)
-    return [to_control_record(m.offset() or 0, m.timestamp()[1], m.value()) for m in messages]
-
-
-def to_control_record(offset: int, timestamp_ms: int, value: bytes | None) -> ControlRecord:
-    try:
-        return ControlRecord(offset, timestamp_ms, decode_record(value))
-    except DecodeError as exc:
-        return ControlRecord(offset, timestamp_ms, None, f"{exc.reason}: {exc.detail}")
-
-
-def verified_ledger(
-    records: Sequence[ControlRecord], trusted: Mapping[str, bytes]
-) -> tuple[VersionLedger, list[tuple[ControlRecord, str]]]:
-    """The ledger of the records that verify, and the others with why they were left out."""
-    ledger, refused = VersionLedger(), []
-    for entry in records:
-        if entry.record is None:
-            refused.append((entry, entry.error or "undecodable"))
-            continue
-        try:
-            verify_version(entry.record, trusted)
-        except VerificationError as exc:
-            refused.append((entry, f"{exc.reason}: {exc.detail}"))
-            continue
-        ledger.apply(entry.record, entry.offset)
-    return ledger, refused
 
 
 # -- changes -------------------------------------------------------------------------------------
@@ -149,8 +92,12 @@ def verified_ledger(
 def signer_ledger(settings: Settings, private_key: bytes) -> VersionLedger:
     """The registry as the holder of ``private_key`` sees it: records its public key verifies."""
     public = public_key_of(private_key)
-    ledger, _ = verified_ledger(read_records(settings), {key_id(public): public})
-    return ledger
+    follower = RegistryFollower.connect(settings, {key_id(public): public}, on_refused=ignore_refusal)
+    try:
+        follower.catch_up()
+    finally:
+        follower.close()
+    return follower.ledger
 
 
 def change(
@@ -269,74 +216,3 @@ def materialize(settings: Settings, record: Mapping[str, Any], directory: Path) 
     if actual != claimed:
         raise VerificationError("mismatch", f"the artifact is {actual}, the version record says {claimed}")
     return directory
-
-
-# -- following the registry ----------------------------------------------------------------------
-
-
-class RegistryFollower:
-    """The registry for one model, kept current by polling (for services that need the records, not
-    the models: the drift monitor, the trainers). Records that do not verify are left out."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        model_name: str,
-        trusted_keys: Mapping[str, bytes],
-        on_refused: Callable[[str], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.model_name = model_name
-        self.ledger = VersionLedger()
-        self._trusted = dict(trusted_keys)
-        self._on_refused = on_refused
-        self._reported: tuple[str, str] | None = None
-        self._topic = settings.topics.model_versions
-        self._consumer = kafka.consumer(settings, f"driftline-registry-{uuid.uuid4().hex[:8]}")
-        self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
-
-    def catch_up(self, timeout: float = 30.0) -> None:
-        """Read every record written so far."""
-        _, high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while self._read(0.2) < high:
-            if time.monotonic() > deadline:
-                raise DeliveryError(f"reading {self._topic} timed out")
-
-    def poll(self) -> Record | None:
-        """The live record, when it changed since the last call (else ``None``)."""
-        self._read(0)
-        live = self.ledger.live(self.model_name)
-        identity = None if live is None else (str(live["version"]), str(live["sha256"]))
-        if identity is None or identity == self._reported:
-            return None
-        self._reported = identity
-        return live
-
-    def version(self, version: str) -> Record | None:
-        return self.ledger.state(self.model_name).versions.get(version)
-
-    def close(self) -> None:
-        self._consumer.close()
-
-    def _read(self, timeout: float) -> int:
-        """Apply what is there; return the position after it."""
-        position = -1
-        for message in self._consumer.consume(500, timeout):
-            if message.error() is not None:
-                continue
-            position = (message.offset() or 0) + 1
-            entry = to_control_record(message.offset() or 0, message.timestamp()[1], message.value())
-            if entry.record is None or entry.record["model_name"] != self.model_name:
-                continue
-            try:
-                verify_version(entry.record, self._trusted)
-            except VerificationError as exc:
-                log.error("REFUSED %s registry record at offset %d: %s", self.model_name, entry.offset, exc)
-                if self._on_refused is not None:
-                    self._on_refused(exc.reason)
-                continue
-            self.ledger.apply(entry.record, entry.offset)
-        if position < 0:
-            position = max(self._consumer.position([TopicPartition(self._topic, 0)])[0].offset, 0)
-        return position

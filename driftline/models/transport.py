@@ -17,9 +17,9 @@ from confluent_kafka import TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError, VerificationError
+from driftline.headers import header_list
 from driftline.models.packing import CHUNK_BYTES, join, sha256_hex, split
 from driftline.streams import kafka
-from driftline.streams.processor import header_list
 
 SCHEME = "kafka:"
 CHUNKS_HEADER = "driftline.artifact.chunks"

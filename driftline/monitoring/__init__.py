@@ -1,28 +1,15 @@
-"""Operators' and users' view: Prometheus metrics, drift detectors, reference profiles and the monitor."""
+"""The drift logic, without Kafka: detectors, reference profiles, the label join and the monitor.
 
-from driftline.monitoring.detectors import (
-    BernoulliGLR,
-    DriftDetector,
-    ExpectedErrorDrift,
-    FeatureDrift,
-    FeatureImpactDrift,
-    ScoreDrift,
-)
-from driftline.monitoring.metrics import BatchHistogram, MonitorMetrics, ServeMetrics
-from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy
-from driftline.monitoring.profile import ReferenceProfile
+Import what you need from its module (nothing is re-exported here, so importing one module loads
+only what that module needs):
 
-__all__ = [
-    "BatchHistogram",
-    "BernoulliGLR",
-    "DriftDetector",
-    "DriftMonitor",
-    "ExpectedErrorDrift",
-    "FeatureDrift",
-    "FeatureImpactDrift",
-    "MonitorMetrics",
-    "MonitorPolicy",
-    "ReferenceProfile",
-    "ScoreDrift",
-    "ServeMetrics",
-]
+* :mod:`driftline.monitoring.detectors`: the detectors (:mod:`~driftline.monitoring.base`, the
+  contract; :mod:`~driftline.monitoring.label_free`, the tests that need no labels);
+* :mod:`driftline.monitoring.profile`: a model version's reference profile;
+* :mod:`driftline.monitoring.join`: late labels joined with their predictions;
+* :mod:`driftline.monitoring.state`: detector state in checkpoints;
+* :mod:`driftline.monitoring.monitor`: the monitor, detectors per live version, alerts and requests.
+
+The monitor's Kafka service is :mod:`driftline.streams.monitor_service`; every service's Prometheus
+metrics are in :mod:`driftline.metrics`.
+"""

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,18 +36,18 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from driftline.config import Settings
 from driftline.errors import ConfigError, DecodeError
-from driftline.models.control import RegistryFollower
+from driftline.health import Health
+from driftline.metrics import MonitorMetrics
+from driftline.models.follower import RegistryFollower, logged
 from driftline.monitoring.join import Joined, LabelJoin
-from driftline.monitoring.metrics import MonitorMetrics
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
-from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
-from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store, load_schema
+from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
 from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
 from driftline.streams.features import FeatureExtractor
-from driftline.streams.processor import DeadLetter
+from driftline.streams.records import DeadLetter, SourceMessage, decode_rows, decoder_for
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class MonitorOptions:
     """Read partitions ``p`` with ``p % stride == 0`` only: a sample of 1/stride of the events, with
     their own predictions and labels (the three topics are co-partitioned by event id), for when the
     monitor must keep up with more than it can read."""
+    schemas: tuple[Path, ...] = ()
+    """User record schemas the events may be written in (``--schema``), as for ``serve``."""
 
 
 class MonitorService:
@@ -80,18 +83,27 @@ class MonitorService:
         trusted_keys: dict[str, bytes],
         options: MonitorOptions | None = None,
         metrics: MonitorMetrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
         self.options = options or MonitorOptions()
         self.metrics = metrics or MonitorMetrics()
+        self.health = health or Health()
+        self.health.set("state", False, "restoring the checkpoint")
         self.monitor = DriftMonitor(model_name, self.options.policy)
         self.join = LabelJoin(int(self.options.label_ttl_s * 1000))
-        self._registry = RegistryFollower(
-            settings, model_name, trusted_keys, on_refused=lambda r: self.metrics.refused.labels(r).inc()
+        self._registry = RegistryFollower.connect(
+            settings,
+            trusted_keys,
+            model_name=model_name,
+            on_refused=logged(lambda r: self.metrics.refused.labels(r.reason).inc()),
         )
-        self._decoder = AvroDecoder(_STORE)
+        self._decoder = decoder_for(settings, self.options.schemas)
         self._consumer = kafka.consumer(
-            settings, f"driftline-monitor-{model_name}", **{"isolation.level": "read_committed"}
+            settings,
+            f"driftline-monitor-{model_name}",
+            **self.health.client_settings(),
+            **{"isolation.level": "read_committed"},
         )
         self._producer = kafka.producer(
             settings,
@@ -125,9 +137,11 @@ class MonitorService:
             self._registry.catch_up()
             self._restore()
             self._assign([t.events, t.predictions, t.labels])
+            self.health.set("state", True, "restored; reading")
             if on_ready is not None:
                 on_ready()
             while not stop():
+                self.health.beat()
                 self._follow_registry()
                 messages = [m for m in self._consumer.consume(self.options.batch, 0.2) if m.error() is None]
                 if messages:
@@ -238,26 +252,13 @@ class MonitorService:
             self.metrics.feature_statistic.labels(feature).set(statistic)
 
     def _inputs(self, messages: list[Message], now: int) -> None:
+        """The record path serve uses: the same rows, and the same dead letters for the rest."""
         if self._features is None:
             return
-        n = len(self._features.feature_names)
-        payloads = [m.value() or b"" for m in messages]
-        fast = decode_input_events(payloads, INPUT_EVENT_WRITERS, n)
-        rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
-        features = [fast.features[np.isfinite(fast.features).all(axis=1)]]
-        if len(rest):
-            records, kept = [], []
-            for i in rest.tolist():
-                try:
-                    records.append(self._decoder.decode(payloads[i]))
-                    kept.append(i)
-                except DecodeError as exc:
-                    self._dead_letter(messages[i], exc.reason, exc.detail)
-            matrix, rejected = self._features.extract(records)
-            for j, (reason, detail) in rejected.items():
-                self._dead_letter(messages[kept[j]], reason, detail)
-            features.append(np.delete(matrix, list(rejected), axis=0))
-        self.monitor.observe_inputs(np.concatenate(features), now)
+        rows, dead = decode_rows(messages, self._decoder, self._features)
+        for d in dead:
+            self._dead_letter(d.message, d.reason, d.detail)
+        self.monitor.observe_inputs(rows.features, now)
 
     def _predictions(self, messages: list[Message], now: int) -> None:
         """Canonical predictions are read for the whole batch at once; any other goes through
@@ -324,7 +325,7 @@ class MonitorService:
             self.metrics.joined.inc(len(joined))
             self.monitor.observe_errors(joined.errors, joined.versions, now, joined.event_times)
 
-    def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
+    def _dead_letter(self, message: SourceMessage, reason: str, detail: str) -> None:
         self._dead.append(DeadLetter(message, reason, detail))
         self.metrics.dead_letters.labels(reason).inc()
 

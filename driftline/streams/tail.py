@@ -12,9 +12,9 @@ from confluent_kafka import Message
 
 from driftline.config import Settings
 from driftline.errors import DecodeError
+from driftline.headers import header_list
 from driftline.schemas.wire import AvroDecoder
 from driftline.streams import kafka
-from driftline.streams.processor import header_list
 
 
 def describe(message: Message, decoder: AvroDecoder) -> dict[str, Any]:

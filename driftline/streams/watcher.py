@@ -1,8 +1,8 @@
 """Following the registry while serving: new versions are fetched, verified, loaded and warmed up in a
 background thread, then handed to the serving loop, which swaps them in between two batches.
 
-The watcher reads the single-partition registry topic from the beginning (no local state), verifies
-every record of its model, and folds the verified ones into a :class:`VersionLedger`. Whenever the live
+The watcher reads the registry through a :class:`~driftline.models.follower.RegistryFollower` for its
+model (from the beginning: no local state; records that do not verify are left out). Whenever the live
 or shadow version differs from the one it last prepared, it prepares the new one and offers a
 :class:`Handoff`. Anything that fails (signature, hash, chunks, mismatch between record and artifact)
 is refused: logged, counted, written to the audit topic, and the processor keeps what it serves.
@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
 from driftline.config import Settings
 from driftline.errors import DriftlineError, VerificationError
-from driftline.models.control import ControlRecord, materialize, to_control_record
-from driftline.models.registry import Record, VersionLedger
+from driftline.models.control import materialize
+from driftline.models.follower import Refusal, RegistryFollower, log_refusal
+from driftline.models.registry import Record
 from driftline.models.runtime import TorchPredictor
-from driftline.models.signing import verify_version
-from driftline.streams import kafka
 from driftline.streams.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -69,7 +66,6 @@ class ModelWatcher:
         self._device = device
         self._on_refused = on_refused
         self._poll = poll_seconds
-        self.ledger = VersionLedger()
         self._prepared: dict[Role, tuple[str, str] | None] = {"live": None, "shadow": None}
         """(version, sha256) last prepared or refused per role, so a version is tried once."""
         self._handoffs: list[Handoff] = []
@@ -122,50 +118,40 @@ class ModelWatcher:
     # -- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        topic = self.settings.topics.model_versions
-        consumer = kafka.consumer(self.settings, f"driftline-watcher-{self.model_name}")
+        follower: RegistryFollower | None = None
         try:
-            _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
-            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-            position = 0
+            follower = RegistryFollower.connect(
+                self.settings,
+                self._trusted,
+                model_name=self.model_name,
+                on_refused=self._refused,
+                group_id=f"driftline-watcher-{self.model_name}",
+            )
+            follower.catch_up(timeout=60)
             while not self._stop.is_set():
-                for message in consumer.consume(500, self._poll):
-                    if message.error() is None:
-                        offset = message.offset() or 0
-                        position = offset + 1
-                        self._read(to_control_record(offset, message.timestamp()[1], message.value()))
-                if position >= end:
-                    self._reconcile()
-                    self._caught_up.set()
+                self._reconcile(follower)
+                self._caught_up.set()
+                follower.read(self._poll)
         except BaseException as exc:  # surfaced in the serving loop by take()
             log.exception("model watcher failed")
             self._failure = exc
             self._caught_up.set()
         finally:
-            consumer.close()
+            if follower is not None:
+                follower.close()
 
-    def _read(self, entry: ControlRecord) -> None:
-        record = entry.record
-        if record is None:
-            log.warning(
-                "registry record at offset %d is not a ModelVersion (%s); skipped", entry.offset, entry.error
-            )
-            return
-        if record["model_name"] != self.model_name:
-            return
-        try:
-            verify_version(record, self._trusted)
-        except VerificationError as exc:
-            self.refuse(entry.offset, str(record["version"]), exc.reason, exc.detail)
-            return
-        self.ledger.apply({**record, "_offset": entry.offset, "_time_ms": entry.timestamp_ms}, entry.offset)
+    def _refused(self, refusal: Refusal) -> None:
+        if refusal.record is None:  # not a version of anything: nothing to count or audit
+            log_refusal(refusal)
+        else:
+            self.refuse(refusal.offset, refusal.version, refusal.reason, refusal.detail)
 
-    def _reconcile(self) -> None:
-        state = self.ledger.state(self.model_name)
-        self._prepare("live", state.live)
-        self._prepare("shadow", state.shadow)
+    def _reconcile(self, follower: RegistryFollower) -> None:
+        state = follower.ledger.state(self.model_name)
+        self._prepare(follower, "live", state.live)
+        self._prepare(follower, "shadow", state.shadow)
 
-    def _prepare(self, role: Role, record: Record | None) -> None:
+    def _prepare(self, follower: RegistryFollower, role: Role, record: Record | None) -> None:
         identity = None if record is None else (str(record["version"]), str(record["sha256"]))
         if identity == self._prepared[role]:
             return
@@ -176,7 +162,7 @@ class ModelWatcher:
             else:
                 log.warning("%s has no live version on the registry; serving what is loaded", self.model_name)
             return
-        started = time.monotonic()
+        origin, started = follower.origin(record), time.monotonic()
         try:
             directory = Path(self._workdir.name) / f"{record['version']}-{record['sha256'][:12]}"
             predictor = TorchPredictor.from_artifact(
@@ -184,16 +170,15 @@ class ModelWatcher:
             )
             predictor.warm_up()
         except VerificationError as exc:
-            self.refuse(record["_offset"], str(record["version"]), exc.reason, exc.detail)
+            self.refuse(origin.offset, str(record["version"]), exc.reason, exc.detail)
             return
         except DriftlineError as exc:  # an artifact that does not load is refused like a forged one
-            self.refuse(record["_offset"], str(record["version"]), "bad-artifact", str(exc))
+            self.refuse(origin.offset, str(record["version"]), "bad-artifact", str(exc))
             return
-        self._offer(
-            Handoff(
-                role, predictor, record, record["_offset"], record["_time_ms"], time.monotonic() - started
-            )
+        handoff = Handoff(
+            role, predictor, record, origin.offset, origin.timestamp_ms, time.monotonic() - started
         )
+        self._offer(handoff)
 
     def _offer(self, handoff: Handoff) -> None:
         with self._lock:
