@@ -35,7 +35,7 @@ from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
 from driftline.streams.produce import event_id, produce_stream
 from driftline.streams.synthetic import GENERATORS, LabelledData, generate
-from driftline.trainers.retrain import TrainOptions
+from driftline.trainers.retrain import Outcome, TrainOptions
 from driftline.trainers.service import train_once
 
 Log = Callable[[str], None]
@@ -64,31 +64,16 @@ def run_demo(settings: Settings, opts: DemoOptions, log: Log, view: View | None 
     run = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="driftline-demo-") as tmp:
         workdir = Path(tmp)
-        settings = _demo_settings(settings, run, workdir)
+        settings = scoped_settings(settings, f"demo-{run}", "demo", workdir / "keys")
         kafka.create_topics(settings)
-        store = builtin_store()
-        events = AvroEncoder.single_object(store.latest("io.driftline.InputEvent"))
-        labels = AvroEncoder.single_object(store.latest("io.driftline.Label"))
-        gen = GENERATORS[opts.generator]
-        log(f"warm-up: {opts.warmup:,} labelled events, then the first version from them")
-        produce_stream(
-            settings, generate(opts.generator, opts.warmup, seed=1), events, labels, run_id=f"{run}w"
+        first = first_version(
+            settings, workdir / "keys", opts.generator, opts.warmup, f"{run}w", opts.epochs, opts.device, log
         )
-        first = train_once(
-            settings,
-            (workdir / "keys" / "signing.key").read_bytes(),
-            settings.model_name,
-            opts.warmup,
-            gen.features,
-            gen.classes,
-            TrainOptions(epochs=opts.epochs, device=opts.device, min_rows=min(1000, opts.warmup // 2)),
-        )
-        log(f"v{first.record['version']} is live: held-out accuracy {first.candidate_accuracy:.3f}")
         drift = int(opts.events * opts.drift_at)
         stream = generate(opts.generator, 2 * opts.events, seed=2, drift_at=drift)
         tracker = Tracker(settings).start()
         with ExitStack() as stack:
-            for name, args, ready in _services(opts):
+            for name, args, ready in service_commands(opts.device, opts.retrain_events, opts.epochs):
                 log(f"starting {name}")
                 logs = opts.logs or workdir
                 logs.mkdir(parents=True, exist_ok=True)
@@ -160,23 +145,54 @@ def _recovered(tracker: Tracker, opts: DemoOptions, first: Any) -> bool:
     return newer >= opts.events // 10
 
 
-def _demo_settings(settings: Settings, run: str, workdir: Path) -> Settings:
-    private, public = write_key_pair(workdir / "keys")
-    scoped = settings.model_copy(
-        update={"topics": settings.topics.scoped(f"demo-{run}"), "model_name": "demo"}
-    )
+def scoped_settings(settings: Settings, scope: str, model_name: str, keys: Path) -> Settings:
+    """``settings`` with topics of their own (``<scope>.<role>``), ``model_name``, and a fresh signing
+    key pair written to ``keys`` (the run's services trust it, the trainer signs with it)."""
+    private, public = write_key_pair(keys)
+    scoped = settings.model_copy(update={"topics": settings.topics.scoped(scope), "model_name": model_name})
     return scoped.signed_with([public], private)
 
 
-def _services(opts: DemoOptions) -> list[tuple[str, list[str], str]]:
+def first_version(
+    settings: Settings,
+    keys: Path,
+    generator: str,
+    warmup: int,
+    run_id: str,
+    epochs: int,
+    device: str,
+    log: Log,
+) -> Outcome:
+    """Produce ``warmup`` labelled events and train, publish and promote the first version on them."""
+    store = builtin_store()
+    events = AvroEncoder.single_object(store.latest("io.driftline.InputEvent"))
+    labels = AvroEncoder.single_object(store.latest("io.driftline.Label"))
+    gen = GENERATORS[generator]
+    log(f"warm-up: {warmup:,} labelled events, then the first version from them")
+    produce_stream(settings, generate(generator, warmup, seed=1), events, labels, run_id=run_id)
+    first = train_once(
+        settings,
+        (keys / "signing.key").read_bytes(),
+        settings.model_name,
+        warmup,
+        gen.features,
+        gen.classes,
+        TrainOptions(epochs=epochs, device=device, min_rows=min(1000, warmup // 2)),
+    )
+    log(f"v{first.record['version']} is live: held-out accuracy {first.candidate_accuracy:.3f}")
+    return first
+
+
+def service_commands(device: str, retrain_events: int, epochs: int) -> list[tuple[str, list[str], str]]:
+    """``serve``, ``monitor`` and ``train`` as the demo runs them: (name, arguments, ready log line)."""
     return [
-        ("serve", ["serve", "--device", opts.device, "--max-wait-ms", "20"], SERVE_READY),
+        ("serve", ["serve", "--device", device, "--max-wait-ms", "20"], SERVE_READY),
         (
             "monitor",
             [
                 "monitor",
                 "--retrain-events",
-                str(opts.retrain_events),
+                str(retrain_events),
                 "--update-interval-s",
                 "5",
                 "--label-ttl-s",
@@ -188,10 +204,14 @@ def _services(opts: DemoOptions) -> list[tuple[str, list[str], str]]:
         ),
         (
             "train",
-            ["train", "--epochs", str(opts.epochs), "--device", opts.device, "--data-timeout-s", "60"],
-            "training ",
+            ["train", "--epochs", str(epochs), "--device", device, "--data-timeout-s", "60"],
+            TRAIN_READY,
         ),
     ]
+
+
+TRAIN_READY = "training "
+"""What ``driftline train`` logs once it has joined its group and waits for requests."""
 
 
 def _progress(seen: Seen, expected: int) -> dict[str, Any]:

@@ -281,6 +281,113 @@ def bench(
     )
 
 
+@bench.command("soak")
+@click.option("--minutes", type=float, default=10.0, show_default=True, help="How long the stream runs.")
+@click.option(
+    "--share",
+    type=click.FloatRange(0.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Offered rate as a share of serve's saturated rate.",
+)
+@click.option("--interval-s", type=float, default=10.0, show_default=True, help="Seconds between samples.")
+@click.option(
+    "--saturation-events", default=30000, show_default=True, help="Events of the burst that finds saturation."
+)
+@click.option(
+    "--saturation-eps",
+    type=float,
+    default=None,
+    help="Skip the burst: take this as serve's saturated events/s (e.g. from driftline bench).",
+)
+@click.option(
+    "--warmup", default=4000, show_default=True, help="Labelled events the first version learns from."
+)
+@click.option("--malformed-every", default=1000, show_default=True, help="Corrupt every Nth event (0: none).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--chart",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a PNG of RSS, lag and latency over time here.",
+)
+@click.option(
+    "--logs",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Keep serve's, monitor's and train's logs in this folder (default: removed at the end).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary and every sample as one JSON object."
+)
+@click.pass_obj
+def bench_soak(
+    settings: Settings,
+    minutes: float,
+    share: float,
+    interval_s: float,
+    saturation_events: int,
+    saturation_eps: float | None,
+    warmup: int,
+    malformed_every: int,
+    device: str,
+    chart: Path | None,
+    logs: Path | None,
+    as_json: bool,
+) -> None:
+    """Run serve, monitor and train for --minutes at --share of saturation; report RSS, lag and latency.
+
+    \b
+    1. Uses driftline -b when given, else a running local broker, else starts one for the
+       run; topics and keys are scoped to the run; a first version is trained on a warm-up stream.
+    2. Saturation: serve (the bench's contender, same model) drains --saturation-events at once
+       (or --saturation-eps gives the figure).
+    3. serve, monitor and train run as processes (--metrics-port on 127.0.0.1) while a labelled
+       stream arrives at --share x that rate for --minutes (less where the producer cannot keep
+       up: the summary shows the rate achieved).
+    4. Every --interval-s, one line on stderr: RSS of each process, serve's consumer lag, events/s,
+       dead letters and end-to-end latency p50/p99 over the interval (from its histogram), the
+       monitor's lag (its inputs' records not yet read), and who is not ready (/readyz).
+    5. A summary: RSS start/end/max and slope in MB/hour per process, lag max, latency p99 max and
+       median of samples, not-ready samples, and whether every event was predicted or dead-lettered.
+    A benchmark, not a test: it exits 1 only when events were lost. Every process is stopped at the
+    end, also on Ctrl-C or SIGTERM.
+    """
+    from driftline.bench.soak import SoakOptions, run_soak
+    from driftline.bench.soak_report import format_header, format_sample, jsonable, summary_rows
+    from driftline.broker import named_or_local_cluster
+
+    _stop_cleanly_on_signals()
+    say = _narrator(quiet=as_json)
+    opts = SoakOptions(
+        minutes=minutes,
+        share=share,
+        interval_s=interval_s,
+        saturation_events=saturation_events,
+        saturation_eps=saturation_eps,
+        warmup=warmup,
+        malformed_every=malformed_every,
+        device=device,
+        chart=chart,
+        logs=logs,
+    )
+    header: list[str] = []
+
+    def line(sample: Any) -> None:
+        if not header:
+            header.append(format_header())
+            click.echo(header[0], err=True)
+        click.echo(format_sample(sample), err=True)
+
+    with named_or_local_cluster(
+        settings.bootstrap_servers, settings.home, settings.cache_dir, say
+    ) as servers:
+        r = run_soak(settings.model_copy(update={"bootstrap_servers": servers}), opts, say, on_sample=line)
+    _print_table("driftline bench soak", summary_rows(r), jsonable(r) if as_json else None)
+    if r["lost"]:
+        sys.exit(1)
+
+
 @bench.command("drift")
 @click.option(
     "--full",
