@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,7 +98,19 @@ class Topics(BaseModel):
         description="The drift monitor's checkpoints (detector state and input positions), compacted.",
     )
     partitions: int = Field(4, ge=1, description="Partitions for every data topic created by Driftline.")
-    replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
+    replication_factor: int = Field(
+        -1,
+        ge=-1,
+        description="Replication factor for created topics; -1: the cluster's default.replication.factor "
+        "(and its min.insync.replicas apply), which for the local 3-node cluster is 3 with min ISR 2.",
+    )
+
+    @field_validator("replication_factor")
+    @classmethod
+    def _replicated(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("replication_factor is -1 (the cluster's default) or 1 and more, not 0")
+        return value
 
     def all_names(self) -> list[str]:
         return [getattr(self, role) for role in ROLES]
@@ -149,6 +161,25 @@ class Signing(BaseModel):
     )
 
 
+class Http(BaseModel):
+    """The HTTP endpoints of ``serve``, ``monitor`` and ``train`` (on ``--metrics-port``): ``/metrics``
+    for Prometheus, ``/livez`` and ``/readyz`` for health checks."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the endpoints bind to: loopback by default; 0.0.0.0 in a container.",
+    )
+    unreachable_after_s: float = Field(
+        15.0, description="A service that cannot reach the cluster this long turns not-ready and says so."
+    )
+    exit_after_unreachable_s: float = Field(
+        0.0, description="Exit with code 2 after this long without the cluster (0: keep waiting)."
+    )
+    stall_after_s: float = Field(
+        120.0, description="A service whose loop has not turned this long is not live (a stuck process)."
+    )
+
+
 class Settings(BaseSettings):
     """Driftline's configuration (see the module docstring for the sources)."""
 
@@ -174,6 +205,7 @@ class Settings(BaseSettings):
     topics: Topics = Field(default_factory=Topics)
     model_name: str = Field("driftline", description="The model that `serve` serves from the registry.")
     signing: Signing = Field(default_factory=Signing)
+    http: Http = Field(default_factory=Http)
     home: Path = Field(default_factory=_default_home, description="Local broker data and state.")
     cache_dir: Path = Field(default_factory=_default_cache, description="Cache for the broker jars.")
 

@@ -11,6 +11,8 @@ from driftline.broker import LocalBroker, local
 from driftline.config import load_settings
 from driftline.errors import BrokerError
 
+pytestmark = pytest.mark.kafka  # every test here starts a JVM
+
 
 def test_a_broker_that_dies_while_starting_reports_its_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -7,7 +7,11 @@ other work starts a broker in 10-30 s, and a resumed one first recovers its logs
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -135,20 +139,52 @@ def test_broker_help_explains_resume_fresh_and_restart() -> None:
     assert "same data and address" in restart.output
 
 
+def _readiness(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+    except OSError as exc:  # not listening yet
+        return 0, str(exc)
+
+
+def _wait_for_readiness(port: int, status: int, timeout: float = READ_TIMEOUT) -> tuple[float, str]:
+    """Seconds until /readyz answered ``status``, and its body."""
+    started = time.monotonic()
+    while True:
+        code, body = _readiness(port)
+        if code == status:
+            return time.monotonic() - started, body
+        assert time.monotonic() - started < timeout, f"/readyz still answers {code}: {body}"
+        time.sleep(0.2)
+
+
 @pytest.mark.kafka
-def test_serve_keeps_serving_across_a_broker_stop_and_start(tmp_path: Path, model_dir: Path) -> None:
-    """`driftline serve` is not restarted: it reconnects, and every event gets a prediction."""
+def test_serve_keeps_serving_across_a_broker_stop_and_start(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`driftline serve` is not restarted: it turns not-ready while the cluster is gone, ready again
+    when it returns, and every event gets a prediction."""
+    monkeypatch.setenv("DRIFTLINE_HTTP__UNREACHABLE_AFTER_S", "2")
     broker = _broker(tmp_path / "home")
     info = broker.start(timeout=START_TIMEOUT)
+    port = _free_port()
     try:
         settings = _settings(info.bootstrap_servers)
         kafka.create_topics(settings)
         log = tmp_path / "serve.log"
-        with serving(settings, model_dir, log, "--group", "g-restart") as running:
+        args = ["--group", "g-restart", "--metrics-port", str(port)]
+        with serving(settings, model_dir, log, *args) as running:
             before = produce_events(settings, 500, run_id="before")
             read_topic(settings, settings.topics.predictions, expected=len(before), timeout=READ_TIMEOUT)
+            _wait_for_readiness(port, 200)
             assert broker.stop()
+            _, body = _wait_for_readiness(port, 503)
+            assert "unreachable" in json.loads(body)["cluster"]
             assert broker.start(timeout=START_TIMEOUT).bootstrap_servers == info.bootstrap_servers
+            back, _ = _wait_for_readiness(port, 200)
+            print(f"serve was ready again {back:.1f}s after the broker served")
             after = produce_events(settings, 500, run_id="after", seed=2)
             predictions = read_topic(
                 settings, settings.topics.predictions, expected=len(before) + len(after), timeout=READ_TIMEOUT
@@ -157,5 +193,13 @@ def test_serve_keeps_serving_across_a_broker_stop_and_start(tmp_path: Path, mode
             assert running.stop() == 0, running.output()
         got = Counter(prediction_ids(predictions))
         assert set(got) == set(before) | set(after), running.output()
+        assert "cannot reach the Kafka cluster" in log.read_text()
     finally:
         broker.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -20,6 +20,9 @@ COMMANDS = [
     ["broker"],
     ["broker", "start"],
     ["broker", "stop"],
+    ["broker", "restart"],
+    ["broker", "kill-node"],
+    ["broker", "start-node"],
     ["broker", "status"],
     ["topics"],
     ["topics", "create"],
@@ -39,6 +42,7 @@ COMMANDS = [
     ["demo"],
     ["bench"],
     ["bench", "drift"],
+    ["bench", "soak"],
     ["monitor"],
     ["train"],
 ]
@@ -95,6 +99,7 @@ def test_topics_create_is_idempotent(settings: Settings) -> None:
     assert f"p-{settings.topics.events}: exists" in second.output
 
 
+@pytest.mark.kafka
 def test_broker_start_status_stop(tmp_path: Path) -> None:
     home = ["--home", str(tmp_path)]
     runner = CliRunner()

@@ -18,7 +18,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from driftline.cli import main
-from driftline.monitoring.metrics import MonitorMetrics, ServeMetrics, TrainMetrics
+from driftline.metrics import MonitorMetrics, ServeMetrics, TrainMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -75,6 +75,8 @@ def test_every_metrics_port_is_published_scraped_and_health_checked() -> None:
         assert f"{port}:{port}" in SERVICES[name]["ports"], name
         assert f"{name}:{port}" in targets, name
         assert str(port) in SERVICES[name]["healthcheck"]["test"], name
+        assert any("/readyz" in part for part in SERVICES[name]["healthcheck"]["test"]), name
+        assert SERVICES[name]["environment"]["DRIFTLINE_HTTP__HOST"] == "0.0.0.0", name  # loopback by default
         assert SERVICES[name]["restart"] == "unless-stopped"
 
 

@@ -14,7 +14,7 @@ from driftline.streams.deadletters import (
     dead_letter_record,
     max_message_bytes,
 )
-from driftline.streams.processor import DeadLetter
+from driftline.streams.records import DeadLetter
 from driftline.testing import FakeMessage, FakeProducer, ProducedRecord
 
 

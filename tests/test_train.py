@@ -151,7 +151,10 @@ def test_labelled_rows_join_events_and_labels_by_id(registry: Settings) -> None:
     produce_stream(registry, data, EVENTS, LABELS, run_id="join")
     t = registry.topics
     rows = labelled_rows(
-        registry, first_windows(registry, t.events, 2000), first_windows(registry, t.labels, 2000), 9
+        registry,
+        first_windows(registry, t.events, 2000),
+        first_windows(registry, t.labels, 2000),
+        data.features,
     )
     assert len(rows) == 2000
     assert np.isclose(np.sort(rows.x[:, 0]), np.sort(data.x[:, 0])).all()

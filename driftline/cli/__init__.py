@@ -8,7 +8,6 @@ and :mod:`~driftline.cli.tools` (demo, bench).
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import click
 
+from driftline import lifecycle
 from driftline.config import Settings, load_settings
 from driftline.errors import DriftlineError
 
@@ -135,6 +135,12 @@ TRUSTED_KEYS_OPTION = click.option(
 )
 
 
+METRICS_PORT_HELP = (
+    "Port of /metrics (Prometheus), /livez and /readyz (0: off). They bind to 127.0.0.1; set "
+    "DRIFTLINE_HTTP__HOST=0.0.0.0 (or [http] host in the config file) to reach them from elsewhere."
+)
+
+
 def with_trusted_keys(settings: Settings, keys: tuple[Path, ...]) -> Settings:
     """``settings`` trusting ``keys`` instead of the configured public keys (when any are given)."""
     if not keys:
@@ -145,20 +151,22 @@ def with_trusted_keys(settings: Settings, keys: tuple[Path, ...]) -> Settings:
 
 
 def stop_on_signals() -> threading.Event:
-    """An event that SIGTERM and SIGINT set: a service finishes its work in hand and stops cleanly."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+    """The event that SIGTERM and SIGINT set from now on: a service finishes its work in hand and
+    stops cleanly (before this call, a signal interrupts the start-up: see :mod:`driftline.lifecycle`)."""
+    return lifecycle.stop_event()
 
 
 def run() -> None:
-    """Entry point: Driftline's own errors become one clear line and exit code 2."""
+    """Entry point: Driftline's own errors become one clear line and exit code 2; a signal during
+    start-up (or during a one-shot command) ends it cleanly with 128 + the signal's number."""
+    lifecycle.install()
     try:
         main(standalone_mode=True)
     except DriftlineError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except lifecycle.Interrupted as exc:
+        lifecycle.exit_interrupted(exc)
 
 
 # Register the commands on `main` (they import it from here).

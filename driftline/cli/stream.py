@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from driftline.cli import (
+    METRICS_PORT_HELP,
     SCHEMA_OPTION,
     TRUSTED_KEYS_OPTION,
     cluster_settings,
@@ -18,6 +19,7 @@ from driftline.cli import (
     with_trusted_keys,
 )
 from driftline.config import Settings
+from driftline.health import Health
 
 log = logging.getLogger("driftline")
 
@@ -64,7 +66,7 @@ log = logging.getLogger("driftline")
     help="One Kafka transaction per batch; downstream consumers read with read_committed.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
-@click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
+@click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
 @click.option(
     "--torch-threads",
     default=1,
@@ -101,7 +103,7 @@ def serve(
     (at-least-once), or inside the batch's transaction (--exactly-once). Bad events go to the
     dead-letter topic with their original bytes and the reason. Stop with SIGTERM or Ctrl-C.
     """
-    from driftline.monitoring import ServeMetrics
+    from driftline.metrics import ServeMetrics
     from driftline.streams.app import serve_until_stopped
     from driftline.streams.kafka import require_topics, wait_for_cluster
     from driftline.streams.serve import ServeOptions
@@ -120,8 +122,8 @@ def serve(
         max_wait_ms=max_wait_ms,
         exactly_once=exactly_once,
     )
-    metrics = ServeMetrics()
-    metrics.serve_http(metrics_port)
+    metrics, health = ServeMetrics(), Health.from_settings(settings.http)
+    metrics.serve_http(metrics_port, settings.http.host, health)
     stop = stop_on_signals()
     serve_until_stopped(
         settings,
@@ -133,6 +135,7 @@ def serve(
         torch_threads=torch_threads,
         schemas=schemas,
         metrics=metrics,
+        health=health,
     )
     log.info("stopped cleanly")
 
@@ -297,7 +300,8 @@ def tail_cmd(
 @click.option(
     "--from-end", is_flag=True, help="Without a checkpoint, start at the inputs' end, not their beginning."
 )
-@click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
+@SCHEMA_OPTION
+@click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
 @click.pass_obj
 def monitor(
     settings: Settings,
@@ -310,6 +314,7 @@ def monitor(
     retrain_on: str,
     partition_stride: int,
     from_end: bool,
+    schemas: tuple[Path, ...],
     metrics_port: int,
 ) -> None:
     """Watch inputs, predictions and late labels for drift; publish alerts and retraining requests.
@@ -324,13 +329,15 @@ def monitor(
     (io.driftline.RetrainRequest) go to retrain-requests when an alert opens, and again on a later
     alarm of it after --cooldown-s.
     State is checkpointed with the outputs in one transaction, so a restart resumes where it was;
-    a second monitor for the same model takes over from the first. Stop with SIGTERM or Ctrl-C.
+    a second monitor for the same model takes over from the first. Events are read like serve reads
+    them (give it the same --schema files); bad ones go to the dead-letter topic. Stop with SIGTERM
+    or Ctrl-C.
     """
+    from driftline.metrics import MonitorMetrics
     from driftline.models.control import load_trusted_keys
-    from driftline.monitoring.metrics import MonitorMetrics
     from driftline.monitoring.monitor import MonitorPolicy
-    from driftline.monitoring.service import MonitorOptions, MonitorService
     from driftline.streams.kafka import require_topics, wait_for_cluster
+    from driftline.streams.monitor_service import MonitorOptions, MonitorService
 
     settings = with_trusted_keys(cluster_settings(settings), trusted_keys)
     wait_for_cluster(settings)
@@ -353,8 +360,8 @@ def monitor(
         retrain_events=retrain_events,
         retrain_on=tuple(k.strip().upper() for k in retrain_on.split(",") if k.strip()),
     )
-    metrics = MonitorMetrics()
-    metrics.serve_http(metrics_port)
+    metrics, health = MonitorMetrics(), Health.from_settings(settings.http)
+    metrics.serve_http(metrics_port, settings.http.host, health)
     stop = stop_on_signals()
     name = model_name or settings.model_name
     service = MonitorService(
@@ -362,9 +369,14 @@ def monitor(
         name,
         load_trusted_keys(settings),
         MonitorOptions(
-            policy=policy, label_ttl_s=label_ttl_s, start_from_end=from_end, partition_stride=partition_stride
+            policy=policy,
+            label_ttl_s=label_ttl_s,
+            start_from_end=from_end,
+            partition_stride=partition_stride,
+            schemas=schemas,
         ),
         metrics,
+        health,
     )
     service.run(
         stop.is_set,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
-from driftline.cli import cluster_settings, main, stop_on_signals
+from driftline.cli import METRICS_PORT_HELP, SCHEMA_OPTION, cluster_settings, main, stop_on_signals
 from driftline.config import Settings
+from driftline.health import Health
 
 log = logging.getLogger("driftline")
 
@@ -38,7 +40,8 @@ log = logging.getLogger("driftline")
     "--data-timeout-s", default=120.0, show_default=True, help="How long to wait for a window's data."
 )
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
-@click.option("--metrics-port", default=0, show_default=True, help="Prometheus /metrics port (0: off).")
+@SCHEMA_OPTION
+@click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
 @click.pass_obj
 def train(
     settings: Settings,
@@ -53,6 +56,7 @@ def train(
     min_rows: int,
     data_timeout_s: float,
     device: str,
+    schemas: tuple[Path, ...],
     metrics_port: int,
 ) -> None:
     """Train model versions from Kafka: once (--once), or for every retraining request.
@@ -65,7 +69,8 @@ def train(
       4. publish the candidate, signed, with its lineage and reference profile; promote it only if
          it beats the live version by --margin (the record says why, either way).
     The same request twice trains once; a request is committed only once answered, so a crash
-    retrains it. Needs the private signing key. Stop with SIGTERM or Ctrl-C.
+    retrains it. Events are read like serve reads them (give it the same --schema files). Needs
+    the private signing key. Stop with SIGTERM or Ctrl-C.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -89,6 +94,7 @@ def train(
         eval_fraction=eval_fraction,
         min_rows=min_rows,
         data_timeout_s=data_timeout_s,
+        schemas=schemas,
     )
     if once:
         live = control.signer_ledger(settings, private).live(name)
@@ -111,10 +117,10 @@ def train(
             f"{name} v{record['version']}: {'LIVE' if outcome.promoted else 'CANDIDATE'} ({record['reason']})"
         )
         return
-    from driftline.monitoring.metrics import TrainMetrics
+    from driftline.metrics import TrainMetrics
 
-    metrics = TrainMetrics()
-    metrics.serve_http(metrics_port)
+    metrics, health = TrainMetrics(), Health.from_settings(settings.http)
+    metrics.serve_http(metrics_port, settings.http.host, health)
     stop = stop_on_signals()
     serve_requests(
         settings,
@@ -124,5 +130,6 @@ def train(
         stop.is_set,
         on_ready=lambda: log.info("training %s on requests from %s", name, t.retrain_requests),
         metrics=metrics,
+        health=health,
     )
     log.info("stopped cleanly")

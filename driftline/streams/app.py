@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from driftline.config import Settings
+from driftline.health import Health
+from driftline.metrics import ServeMetrics
 from driftline.models import Predictor
 from driftline.models.control import load_trusted_keys
-from driftline.monitoring import ServeMetrics
 from driftline.streams.audit import AuditLog
 from driftline.streams.serve import ServeOptions, StreamProcessor, build_processor
 from driftline.streams.watcher import ModelWatcher, wait_for_live
@@ -32,11 +33,14 @@ def serve_until_stopped(
     torch_threads: int = 1,
     schemas: Sequence[Path] = (),
     metrics: ServeMetrics | None = None,
+    health: Health | None = None,
     on_started: Callable[[StreamProcessor], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set. Without ``model_dir``, the live version of ``model_name`` comes from
     the registry topic and later versions are swapped in as they go live."""
     metrics = metrics or ServeMetrics()
+    if health is not None:
+        health.set("model", False, "loading the live version" if model_dir is None else "loading")
     watcher: ModelWatcher | None = None
     audit: AuditLog | None = None
     try:
@@ -67,6 +71,7 @@ def serve_until_stopped(
             schemas=schemas,
             metrics=metrics,
             watcher=watcher,
+            health=health,
         )
         if on_started is not None:
             on_started(processor)

@@ -25,7 +25,7 @@ Header values are UTF-8 text. The full set:
 ========================== ==================================================================
 
 >>> from driftline.testing import FakeMessage
->>> from driftline.streams.processor import DeadLetter
+>>> from driftline.streams.records import DeadLetter
 >>> big = DeadLetter(FakeMessage(b"x" * 5000, _offset=7), "undecodable", "not Avro")
 >>> record = dead_letter_record(big, limit=2048)
 >>> record.reduced, len(record.value or b""), dict(record.headers)["driftline.dlq.size"]
@@ -45,7 +45,8 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException
 
 from driftline.errors import DeliveryError
-from driftline.streams.processor import DeadLetter, SourceMessage, header_list
+from driftline.headers import header_list
+from driftline.streams.records import DeadLetter, SourceMessage
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,14 @@ from confluent_kafka.cimpl import NewTopic
 from driftline.config import Settings
 from driftline.errors import ConfigError, KafkaUnavailableError
 
+# Nothing from driftline but config and errors, so that every package (models/ too) may import this.
+
+CLIENT_DEFAULTS: dict[str, Any] = {
+    # librdkafka backs off up to 10 s between reconnects by default: a broker that comes back after a
+    # restart would wait that long for its clients. One second keeps the retry cheap and the return quick.
+    "reconnect.backoff.max.ms": 1000,
+}
+
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
     "linger.ms": 5,
@@ -37,15 +45,23 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
-    return Producer({**settings.client_config(), **PRODUCER_DEFAULTS, **overrides})
+    return Producer({**CLIENT_DEFAULTS, **settings.client_config(), **PRODUCER_DEFAULTS, **overrides})
 
 
 def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
-    return Consumer({**settings.client_config(), **CONSUMER_DEFAULTS, "group.id": group_id, **overrides})
+    return Consumer(
+        {
+            **CLIENT_DEFAULTS,
+            **settings.client_config(),
+            **CONSUMER_DEFAULTS,
+            "group.id": group_id,
+            **overrides,
+        }
+    )
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(settings.client_config())
+    return AdminClient({**CLIENT_DEFAULTS, **settings.client_config()})
 
 
 def read_topic(
@@ -131,7 +147,8 @@ def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            # short slices: a signal is handled between two of them, not after a 5 s C call
+            client.list_topics(timeout=min(1.0, max(0.5, deadline - time.monotonic())))
             return
         except KafkaException as exc:
             last = exc

@@ -4,11 +4,9 @@ No Kafka here: the input is anything shaped like ``confluent_kafka.Message`` and
 records for the I/O shell (:mod:`driftline.streams.serve`) to produce. Every input event ends up in
 exactly one of the two outputs.
 
-Work is per batch. Driftline's own ``InputEvent`` in single-object framing (the common case) is read
-for the whole batch at once by :func:`~driftline.schemas.columnar.decode_input_events`; every other
-event (user record schemas, Confluent framing, anything malformed) goes through fastavro one by one,
-which also names what is wrong with a bad event. Predictions are written for the whole batch at once
-by :func:`~driftline.schemas.columnar.encode_predictions`.
+Work is per batch. Events become rows through :func:`~driftline.streams.records.decode_rows`, the
+record path that the monitor and the trainer share; predictions are written for the whole batch at
+once by :func:`~driftline.schemas.columnar.encode_predictions`.
 
 >>> from driftline.testing import FakeMessage
 >>> from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
@@ -29,47 +27,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from driftline.errors import DecodeError, SchemaError
+from driftline.errors import SchemaError
 from driftline.models.runtime import Predictor
-from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events, encode_predictions
+from driftline.schemas.columnar import encode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, load_schema
 from driftline.streams.features import FeatureExtractor
+from driftline.streams.records import DeadLetter, SourceMessage, decode_rows
 
-Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
-"""Kafka headers as confluent-kafka accepts and returns them."""
-
-
-def header_list(headers: Headers | None) -> list[tuple[str, str | bytes | None]]:
-    """Headers as a list of pairs, whichever form they came in."""
-    if headers is None:
-        return []
-    return list(headers.items()) if isinstance(headers, dict) else list(headers)
-
-
-class SourceMessage(Protocol):
-    """The parts of a consumed Kafka message the processor reads."""
-
-    def value(self) -> bytes | None: ...
-    def key(self) -> bytes | None: ...
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> Headers | None: ...
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event that could not be handled, with why."""
-
-    message: SourceMessage
-    reason: str
-    detail: str
+__all__ = ["BatchProcessor", "BatchResult", "DeadLetter", "SourceMessage"]
 
 
 @dataclass
@@ -84,21 +53,6 @@ class BatchResult:
     inference_seconds: float = 0.0
     shadow_values: list[bytes] = field(default_factory=list)
     """The shadow version's predictions of the same events (same keys), when one is set."""
-
-
-@dataclass
-class _Rows:
-    """Decoded, valid rows of a batch: where they were and what the model needs of them."""
-
-    rows: npt.NDArray[np.int64]
-    event_ids: list[bytes]
-    event_times: npt.NDArray[np.int64]
-    features: npt.NDArray[np.float32]
-
-
-def fallback_event_id(message: SourceMessage) -> str:
-    """An id for events whose schema has none: their position in Kafka."""
-    return f"{message.topic()}/{message.partition()}/{message.offset()}"
 
 
 class BatchProcessor:
@@ -132,7 +86,7 @@ class BatchProcessor:
 
     def process(self, messages: Sequence[SourceMessage], arrivals: Sequence[float]) -> BatchResult:
         result = BatchResult()
-        rows = self._decode(messages, result.dead_letters)
+        rows, result.dead_letters = decode_rows(messages, self._decoder, self._features)
         started = self._clock()
         scores = self._predictor.predict_batch(rows.features)
         result.inference_seconds = self._clock() - started
@@ -161,53 +115,3 @@ class BatchProcessor:
                 (waited * 1000.0).astype(np.float32),
             )
         return result
-
-    def _decode(self, messages: Sequence[SourceMessage], dead: list[DeadLetter]) -> _Rows:
-        payloads = [m.value() or b"" for m in messages]
-        fast = decode_input_events(payloads, INPUT_EVENT_WRITERS, len(self._features.feature_names))
-        finite = np.asarray(np.isfinite(fast.features).all(axis=1), dtype=np.bool_)
-        for i in fast.rows[~finite].tolist():
-            dead.append(DeadLetter(messages[i], "non-finite", "a feature value is NaN or infinite"))
-        slow_rows = np.setdiff1d(np.arange(len(messages), dtype=np.int64), fast.rows, assume_unique=True)
-        slow = self._decode_one_by_one(messages, slow_rows.tolist(), dead)
-        if not len(slow.rows) and finite.all():  # the common case: every event took the columnar path
-            return _Rows(fast.rows, fast.event_ids, fast.event_times, fast.features)
-        rows = np.concatenate([fast.rows[finite], slow.rows])
-        order = np.argsort(rows, kind="stable")  # input order, so per-key order holds
-        kept_fast: list[bool] = finite.tolist()
-        ids = [*(b for b, ok in zip(fast.event_ids, kept_fast, strict=True) if ok), *slow.event_ids]
-        return _Rows(
-            rows=rows[order],
-            event_ids=[ids[k] for k in order.tolist()],
-            event_times=np.concatenate([fast.event_times[finite], slow.event_times])[order],
-            features=np.concatenate([fast.features[finite], slow.features])[order],
-        )
-
-    def _decode_one_by_one(
-        self, messages: Sequence[SourceMessage], rows: list[int], dead: list[DeadLetter]
-    ) -> _Rows:
-        """The general path: fastavro per event, any known schema, a precise reason for every failure."""
-        positions: list[int] = []
-        records: list[dict[str, Any]] = []
-        for i in rows:
-            try:
-                records.append(self._decoder.decode(messages[i].value()))
-                positions.append(i)
-            except DecodeError as exc:
-                dead.append(DeadLetter(messages[i], exc.reason, exc.detail))
-        matrix, rejected = self._features.extract(records)
-        for j, (reason, detail) in rejected.items():
-            dead.append(DeadLetter(messages[positions[j]], reason, detail))
-        kept = [j for j in range(len(records)) if j not in rejected]
-        ids, times = [], []
-        for j in kept:
-            message, record = messages[positions[j]], records[j]
-            ids.append(str(record.get("event_id") or fallback_event_id(message)).encode())
-            event_time = record.get("event_time")
-            times.append(event_time if isinstance(event_time, int) else message.timestamp()[1])
-        return _Rows(
-            np.asarray([positions[j] for j in kept], dtype=np.int64),
-            ids,
-            np.asarray(times, dtype=np.int64),
-            matrix,
-        )

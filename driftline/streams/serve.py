@@ -31,8 +31,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError
+from driftline.health import Health
+from driftline.metrics import ServeMetrics
 from driftline.models.runtime import Predictor, TorchPredictor
-from driftline.monitoring.metrics import ServeMetrics
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
 from driftline.streams import kafka
 from driftline.streams.batching import Batch, MicroBatcher
@@ -113,8 +114,15 @@ class StreamProcessor:
         options: ServeOptions,
         metrics: ServeMetrics | None = None,
         watcher: ModelWatcher | None = None,
+        health: Health | None = None,
+        *,
+        consumer: Consumer | None = None,
+        producer: Producer | None = None,
     ) -> None:
+        """``consumer`` and ``producer`` are built from ``settings`` unless given (tests give the fakes
+        of :mod:`driftline.testing.kafka`)."""
         self.settings = settings
+        self.health = health or Health()
         self.core = core
         self.options = options
         self.metrics = metrics or ServeMetrics()
@@ -124,8 +132,9 @@ class StreamProcessor:
         self._batcher = MicroBatcher(options.max_batch, options.max_wait_ms / 1000.0)
         self._pending: Batch[Message] = Batch()
         self._delivery_errors: list[KafkaError] = []
-        self._consumer = self._make_consumer()
-        self._producer = self._make_producer()
+        self._owns_clients = consumer is None and producer is None
+        self._consumer = consumer if consumer is not None else self._make_consumer()
+        self._producer = producer if producer is not None else self._make_producer()
         self._source = _KafkaSource(self._consumer)
         self._dead_letters = DeadLetterWriter(
             self._producer,
@@ -147,6 +156,7 @@ class StreamProcessor:
         return kafka.consumer(
             self.settings,
             self.options.group_id,
+            **self.health.client_settings(),
             **{"session.timeout.ms": self.options.session_timeout_ms},
             **({"isolation.level": "read_committed"} if self.options.exactly_once else {}),
         )
@@ -172,12 +182,15 @@ class StreamProcessor:
         """Serve until ``stop`` is set, then finish the in-flight batch and leave the group."""
         config = self.core.predictor.config
         self.metrics.set_model(config.name, config.version)
+        self.health.set("model", True, f"{config.name} v{config.version}")
+        self.health.set("group", False, f"joining group {self.options.group_id}")
         if self.options.exactly_once:
             self._producer.init_transactions(self.options.delivery_timeout_s)
-        self._dead_letters.limit = max_message_bytes(
-            self.settings.client_config(),
-            kafka.topic_max_message_bytes(self.settings, self.settings.topics.dead_letters),
-        )
+        if self._owns_clients:  # the topic's own limit, from the cluster
+            self._dead_letters.limit = max_message_bytes(
+                self.settings.client_config(),
+                kafka.topic_max_message_bytes(self.settings, self.settings.topics.dead_letters),
+            )
         self._on_ready = on_ready
         self._consumer.subscribe(
             [self.settings.topics.events],
@@ -187,6 +200,7 @@ class StreamProcessor:
         )
         try:
             while not stop.is_set():
+                self.health.beat()
                 self._batcher.fill(self._source, self._pending, idle_timeout=0.1)
                 self._apply_handoffs()
                 if self._pending:
@@ -206,11 +220,13 @@ class StreamProcessor:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The first assignment means the group has let us in: we are serving."""
+        self.health.set("group", True, f"{len(partitions)} partitions assigned")
         if self._on_ready is not None:
             self._on_ready()
             self._on_ready = None
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.health.set("group", False, "rebalancing")
         if self._pending:
             log.info("rebalance: finishing the in-flight batch of %d events", len(self._pending))
             self._handle(self._pending.take(), final=True)
@@ -224,6 +240,7 @@ class StreamProcessor:
         self._uncertain.clear()
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.health.set("group", False, "partitions lost: rejoining")
         if self._pending:
             log.warning(
                 "partitions lost: abandoning %d uncommitted events; their new owner replays them",
@@ -425,6 +442,7 @@ def build_processor(
     registry: RegistryResolver | None = None,
     metrics: ServeMetrics | None = None,
     watcher: ModelWatcher | None = None,
+    health: Health | None = None,
 ) -> StreamProcessor:
     """Wire a processor from configuration: schemas, registry, model (a directory, loaded and warmed
     up here, or a ready predictor), codecs, and the watcher that brings new versions.
@@ -447,4 +465,4 @@ def build_processor(
         store.latest("io.driftline.Prediction"), registry, f"{settings.topics.predictions}-value"
     )
     core = BatchProcessor(AvroDecoder(store, registry), predictor, encoder)
-    return StreamProcessor(settings, core, options, metrics, watcher)
+    return StreamProcessor(settings, core, options, metrics, watcher, health)

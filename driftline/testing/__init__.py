@@ -5,11 +5,9 @@ These stand in for confluent-kafka objects in unit tests only; integration tests
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
-
-from confluent_kafka import KafkaError, KafkaException
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -83,62 +81,22 @@ class FakeMessage:
         return None
 
 
-@dataclass
-class ProducedRecord:
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    headers: list[tuple[str, str | bytes | None]]
+# The Kafka client fakes live in driftline.testing.kafka; the names are re-exported here.
+from driftline.testing.kafka import (  # noqa: E402
+    FakeCluster,
+    FakeConsumer,
+    FakeGroupConsumer,
+    FakeProducer,
+    ProducedRecord,
+)
 
-
-class FakeProducer:
-    """``produce``/``poll``/``flush`` like ``confluent_kafka.Producer``, into a list.
-
-    Records over ``max_message_bytes`` are refused at ``produce()`` with ``MSG_SIZE_TOO_LARGE``, as
-    librdkafka does; ``broker_refuses`` decides, per record, the error its delivery report carries
-    (the broker's answer), served on the next ``poll``/``flush``. Refused records are not kept.
-
-    >>> p = FakeProducer(max_message_bytes=10)
-    >>> p.produce("t", b"small"); p.flush(); [r.value for r in p.records]
-    0
-    [b'small']
-    """
-
-    def __init__(
-        self,
-        max_message_bytes: int = 1_000_000,
-        broker_refuses: Callable[[ProducedRecord], KafkaError | None] = lambda _r: None,
-    ) -> None:
-        self.max_message_bytes = max_message_bytes
-        self.broker_refuses = broker_refuses
-        self.records: list[ProducedRecord] = []
-        self._reports: list[tuple[Callable[[KafkaError | None, Any], None] | None, KafkaError | None]] = []
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        *,
-        on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
-    ) -> None:
-        record = ProducedRecord(topic, value, key, list(headers or []))
-        size = len(value or b"") + len(key or b"") + sum(len(k) + len(v or b"") for k, v in record.headers)
-        if size > self.max_message_bytes:
-            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
-        err = self.broker_refuses(record)
-        if err is None:
-            self.records.append(record)
-        self._reports.append((on_delivery, err))
-
-    def poll(self, timeout: float = 0.0) -> int:
-        reports, self._reports = self._reports, []
-        for callback, err in reports:
-            if callback is not None:
-                callback(err, None)
-        return len(reports)
-
-    def flush(self, timeout: float = 0.0) -> int:
-        self.poll()
-        return 0
+__all__ = [
+    "FakeCluster",
+    "FakeConsumer",
+    "FakeGroupConsumer",
+    "FakeMessage",
+    "FakeProducer",
+    "ListSource",
+    "ManualClock",
+    "ProducedRecord",
+]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,14 +22,13 @@ from confluent_kafka import Message, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import DecodeError, DriftlineError
-from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
-from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
+from driftline.streams.features import FeatureExtractor
+from driftline.streams.records import decode_rows, decoder_for
 
 log = logging.getLogger(__name__)
 
 Window = dict[str, Any]
-_DECODER = AvroDecoder(builtin_store())
 
 
 class TrainingDataError(DriftlineError):
@@ -117,33 +118,42 @@ def labelled_rows(
     settings: Settings,
     event_windows: Sequence[Mapping[str, Any]],
     label_windows: Sequence[Mapping[str, Any]],
-    n_features: int,
+    features: Sequence[str],
     *,
+    schemas: Sequence[Path] = (),
     timeout: float = 120.0,
     on_progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> TrainingSet:
-    """Replay both windows and keep the events that have a label, in event-time order."""
+    """Replay both windows and keep the events that have a label, in event-time order.
+
+    Events are read by the record path serve uses (:func:`~driftline.streams.records.decode_rows`):
+    any wire format, user record schemas (``schemas``, the registry); the log says how many events
+    were not used and why."""
+    decoder = decoder_for(settings, schemas)
     labels_read, label_span = read_windows(settings, label_windows, timeout, on_progress, stop)
     truth: dict[bytes, int] = {}
+    bad_labels = 0
     for m in labels_read:
         try:
-            record = _DECODER.decode(m.value())
+            record = decoder.decode(m.value())
             truth[str(record["event_id"]).encode()] = int(record["label"])
         except (DecodeError, KeyError, TypeError, ValueError):
-            continue  # a bad label is the monitor's to dead-letter; training just skips it
+            bad_labels += 1  # the monitor dead-letters bad labels; training skips them
     events_read, event_span = read_windows(settings, event_windows, timeout, on_progress, stop)
-    decoded = decode_input_events([m.value() or b"" for m in events_read], INPUT_EVENT_WRITERS, n_features)
-    keep = [i for i, eid in enumerate(decoded.event_ids) if eid in truth]
-    x = decoded.features[keep]
-    finite = np.isfinite(x).all(axis=1)
-    y = np.array([truth[decoded.event_ids[i]] for i in keep], dtype=np.int64)
-    times = decoded.event_times[keep]
-    order = np.argsort(times[finite], kind="stable")
+    rows, dead = decode_rows(events_read, decoder, FeatureExtractor(features))
+    keep = [i for i, eid in enumerate(rows.event_ids) if eid in truth]
+    y = np.array([truth[rows.event_ids[i]] for i in keep], dtype=np.int64)
+    x, times = rows.features[keep], rows.event_times[keep]
+    order = np.argsort(times, kind="stable")
+    unused = Counter(d.reason for d in dead)
+    unused["no label"] = len(rows) - len(keep)
+    unused["bad label"] = bad_labels
     log.info(
-        "training set: %d labelled rows of %d events and %d labels read",
-        int(finite.sum()),
+        "training set: %d labelled rows of %d events and %d labels read; not used: %s",
+        len(keep),
         len(events_read),
         len(labels_read),
+        ", ".join(f"{n} {why}" for why, n in sorted(unused.items()) if n) or "none",
     )
-    return TrainingSet(x[finite][order], y[finite][order], times[finite][order], [*event_span, *label_span])
+    return TrainingSet(x[order], y[order], times[order], [*event_span, *label_span])

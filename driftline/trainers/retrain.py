@@ -50,6 +50,8 @@ class TrainOptions:
     eval_fraction: float = 0.25
     min_rows: int = 1000
     data_timeout_s: float = 120.0
+    schemas: tuple[Path, ...] = ()
+    """User record schemas the events may be written in (``--schema``), as for ``serve``."""
 
 
 @dataclass(frozen=True)

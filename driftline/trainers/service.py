@@ -15,8 +15,9 @@ from typing import Any
 
 from driftline.config import Settings
 from driftline.errors import DecodeError, DriftlineError
+from driftline.health import Health
+from driftline.metrics import TrainMetrics
 from driftline.models import control
-from driftline.monitoring.metrics import TrainMetrics
 from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
 from driftline.trainers.dataset import TrainingInterruptedError, first_windows, labelled_rows
@@ -52,7 +53,8 @@ def train_once(
         settings,
         first_windows(settings, t.events, rows),
         first_windows(settings, t.labels, rows),
-        len(features),
+        features,
+        schemas=opts.schemas,
         timeout=opts.data_timeout_s,
         on_progress=None if progress is None else lambda done, total: progress("data", done, total),
     )
@@ -99,7 +101,8 @@ def answer_request(
         settings,
         [w for w in windows if w["topic"] == t.events],
         [w for w in windows if w["topic"] == t.labels],
-        len(features),
+        features,
+        schemas=opts.schemas,
         timeout=opts.data_timeout_s,
         stop=stop,
     )
@@ -123,14 +126,26 @@ def serve_requests(
     stop: Callable[[], bool],
     on_ready: Callable[[], None] | None = None,
     metrics: TrainMetrics | None = None,
+    health: Health | None = None,
 ) -> None:
-    metrics = metrics or TrainMetrics()
-    consumer = kafka.consumer(settings, f"driftline-train-{name}", **{"max.poll.interval.ms": 1_800_000})
-    consumer.subscribe(
-        [settings.topics.retrain_requests], on_assign=lambda *_: on_ready() if on_ready else None
+    metrics, health = metrics or TrainMetrics(), health or Health()
+    consumer = kafka.consumer(
+        settings,
+        f"driftline-train-{name}",
+        **health.client_settings(),
+        **{"max.poll.interval.ms": 1_800_000},
     )
+    health.set("group", False, f"joining group driftline-train-{name}")
+
+    def assigned(*_: object) -> None:
+        health.set("group", True, "joined")
+        if on_ready is not None:
+            on_ready()
+
+    consumer.subscribe([settings.topics.retrain_requests], on_assign=assigned)
     try:
         while not stop():
+            health.beat()
             message = consumer.poll(0.5)
             if message is None or message.error() is not None:
                 continue
@@ -138,7 +153,8 @@ def serve_requests(
             try:
                 request = _DECODER.decode(message.value())
                 if request.get("model_name") == name:
-                    outcome = answer_request(settings, private_key, name, request, opts, stop)
+                    with health.working(f"request {request.get('request_id')}"):
+                        outcome = answer_request(settings, private_key, name, request, opts, stop)
                     _count(metrics, name, outcome, time.monotonic() - started)
             except TrainingInterruptedError:
                 log.info(

@@ -1,0 +1,146 @@
+"""One path from consumed messages to model rows, for serve, the monitor and the trainer alike.
+
+:func:`decode_rows` turns a batch of raw events into (rows the model can take, dead letters) for every
+wire format Driftline reads: Driftline's own ``InputEvent`` in single-object framing (the common case,
+read for the whole batch at once by :func:`~driftline.schemas.columnar.decode_input_events`), and
+every other event (Confluent framing, user record schemas from ``--schema`` files or the Schema
+Registry, anything malformed) through fastavro one by one, which also names what is wrong with a bad
+event. Every event ends up in exactly one of the two outputs, with the same reasons in every service.
+
+No Kafka here: the input is anything shaped like ``confluent_kafka.Message``.
+
+>>> from driftline.testing import FakeMessage
+>>> from driftline.schemas import AvroEncoder, builtin_store
+>>> store = builtin_store()
+>>> event = AvroEncoder.single_object(store.latest("io.driftline.InputEvent")).encode(
+...     {"event_id": "e1", "event_time": 7, "features": [1.0, float("nan")], "source": None})
+>>> rows, dead = decode_rows([FakeMessage(event), FakeMessage(b"junk", _offset=1)],
+...                          AvroDecoder(store), FeatureExtractor(["a", "b"]))
+>>> len(rows), sorted(d.reason for d in dead)
+(0, ['non-finite', 'undecodable'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from driftline.config import Settings
+from driftline.errors import DecodeError
+from driftline.headers import Headers
+from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
+from driftline.schemas.wire import AvroDecoder, RegistryResolver, builtin_store
+from driftline.streams.features import FeatureExtractor
+
+
+class SourceMessage(Protocol):
+    """The parts of a consumed Kafka message that decoding and dead-lettering read."""
+
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> Headers | None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that could not be handled, with why."""
+
+    message: SourceMessage
+    reason: str
+    detail: str
+
+
+@dataclass
+class Rows:
+    """Decoded, valid rows of a batch: where they were and what the model needs of them."""
+
+    rows: npt.NDArray[np.int64]
+    """Each row's index in the batch, ascending (input order, so per-key order holds)."""
+    event_ids: list[bytes]
+    event_times: npt.NDArray[np.int64]
+    features: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def fallback_event_id(message: SourceMessage) -> str:
+    """An id for events whose schema has none: their position in Kafka."""
+    return f"{message.topic()}/{message.partition()}/{message.offset()}"
+
+
+def decoder_for(settings: Settings, schemas: Sequence[Path] = ()) -> AvroDecoder:
+    """The decoder of every service: Driftline's schemas, the ``--schema`` files, the registry."""
+    store = builtin_store()
+    store.add_files(schemas)
+    return AvroDecoder(store, RegistryResolver.from_config(settings.registry_config()))
+
+
+def decode_rows(
+    messages: Sequence[SourceMessage], decoder: AvroDecoder, features: FeatureExtractor
+) -> tuple[Rows, list[DeadLetter]]:
+    """The batch's usable rows in input order, and a dead letter for each other event."""
+    dead: list[DeadLetter] = []
+    payloads = [m.value() or b"" for m in messages]
+    fast = decode_input_events(payloads, INPUT_EVENT_WRITERS, len(features.feature_names))
+    finite = np.asarray(np.isfinite(fast.features).all(axis=1), dtype=np.bool_)
+    for i in fast.rows[~finite].tolist():
+        dead.append(DeadLetter(messages[i], "non-finite", "a feature value is NaN or infinite"))
+    slow_rows = np.setdiff1d(np.arange(len(messages), dtype=np.int64), fast.rows, assume_unique=True)
+    slow = _decode_one_by_one(messages, slow_rows.tolist(), decoder, features, dead)
+    if not len(slow.rows) and finite.all():  # the common case: every event took the columnar path
+        return Rows(fast.rows, fast.event_ids, fast.event_times, fast.features), dead
+    rows = np.concatenate([fast.rows[finite], slow.rows])
+    order = np.argsort(rows, kind="stable")
+    kept_fast: list[bool] = finite.tolist()
+    ids = [*(b for b, ok in zip(fast.event_ids, kept_fast, strict=True) if ok), *slow.event_ids]
+    merged = Rows(
+        rows=rows[order],
+        event_ids=[ids[k] for k in order.tolist()],
+        event_times=np.concatenate([fast.event_times[finite], slow.event_times])[order],
+        features=np.concatenate([fast.features[finite], slow.features])[order],
+    )
+    return merged, dead
+
+
+def _decode_one_by_one(
+    messages: Sequence[SourceMessage],
+    rows: list[int],
+    decoder: AvroDecoder,
+    features: FeatureExtractor,
+    dead: list[DeadLetter],
+) -> Rows:
+    """The general path: fastavro per event, any known schema, a precise reason for every failure."""
+    positions: list[int] = []
+    records: list[dict[str, Any]] = []
+    for i in rows:
+        try:
+            records.append(decoder.decode(messages[i].value()))
+            positions.append(i)
+        except DecodeError as exc:
+            dead.append(DeadLetter(messages[i], exc.reason, exc.detail))
+    matrix, rejected = features.extract(records)
+    for j, (reason, detail) in rejected.items():
+        dead.append(DeadLetter(messages[positions[j]], reason, detail))
+    kept = [j for j in range(len(records)) if j not in rejected]
+    ids, times = [], []
+    for j in kept:
+        message, record = messages[positions[j]], records[j]
+        ids.append(str(record.get("event_id") or fallback_event_id(message)).encode())
+        event_time = record.get("event_time")
+        times.append(event_time if isinstance(event_time, int) else message.timestamp()[1])
+    return Rows(
+        np.asarray([positions[j] for j in kept], dtype=np.int64),
+        ids,
+        np.asarray(times, dtype=np.int64),
+        matrix,
+    )
