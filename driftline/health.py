@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -183,3 +184,68 @@ def serve_endpoints(
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="driftline-http", daemon=True).start()
     return server
+
+
+class Watchdog:
+    """Ends the process when its loop is stuck inside a Kafka call that ignores its timeout.
+
+    librdkafka can block a transactional call for good when a coordinator dies (seen with
+    ``send_offsets_to_transaction`` after a SIGKILLed broker; librdkafka issues #5456, #5511). Python
+    cannot interrupt a C call, so a thread watches the loop: when it has not turned for
+    ``stall_after_s``, or not finished ``grace_s`` after a stop was asked, the watchdog logs why and
+    exits with code 70. Nothing past the stuck batch was committed, so it is replayed after the
+    restart (the process manager's, or docker-compose's ``restart: unless-stopped``).
+
+    >>> from driftline.testing import ManualClock
+    >>> clock, exits = ManualClock(), []
+    >>> health = Health(stall_after_s=60, clock=clock)
+    >>> dog = Watchdog(health, threading.Event(), grace_s=30, exit=exits.append, clock=clock)
+    >>> clock.advance(61); dog.check(); exits
+    [70]
+    """
+
+    EXIT_CODE = 70
+
+    def __init__(
+        self,
+        health: Health,
+        stop: threading.Event,
+        grace_s: float,
+        exit: Callable[[int], object] = os._exit,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._health, self._stop, self._grace = health, stop, grace_s
+        self._exit, self._clock = exit, clock
+        self._stopped_at: float | None = None
+        self._done = threading.Event()
+
+    def check(self) -> None:
+        """One look at the loop (the thread does this every second)."""
+        now = self._clock()
+        if self._stop.is_set() and self._stopped_at is None:
+            self._stopped_at = now
+        live, why = self._health.live()
+        if not live:
+            self._give_up(f"{why}: stuck in a Kafka call")
+        elif self._stopped_at is not None and now - self._stopped_at > self._grace:
+            self._give_up(f"not stopped {now - self._stopped_at:.0f}s after the stop was asked")
+
+    def _give_up(self, why: str) -> None:
+        log.critical(
+            "%s; exiting with code %d without committing: the batch in hand is replayed after a restart",
+            why,
+            self.EXIT_CODE,
+        )
+        logging.shutdown()
+        self._exit(self.EXIT_CODE)
+
+    def start(self) -> Watchdog:
+        threading.Thread(target=self._watch, name="driftline-watchdog", daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            self.check()
+
+    def close(self) -> None:
+        self._done.set()

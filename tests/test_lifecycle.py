@@ -85,3 +85,26 @@ def test_a_stalled_loop_is_not_live_and_a_long_job_is() -> None:
     with health.working("training v2"):
         assert health.live() == (True, "working: training v2")
     assert health.live()[0] is True  # the job's end counts as a turn of the loop
+
+
+def test_the_watchdog_ends_a_process_stuck_after_a_stop_and_leaves_a_turning_loop_alone() -> None:
+    import threading
+
+    from driftline.health import Watchdog
+    from driftline.testing import ManualClock
+
+    clock, stop = ManualClock(), threading.Event()
+    exits: list[int] = []
+    health = Health(stall_after_s=600, clock=clock)
+    dog = Watchdog(health, stop, grace_s=30, exit=exits.append, clock=clock)
+    for _ in range(100):  # an hour of a loop that turns every 36 s: fine
+        clock.advance(36)
+        health.beat()
+        dog.check()
+    assert exits == []
+    stop.set()
+    dog.check()  # the stop is seen
+    clock.advance(31)
+    health.beat()  # still turning (a stuck close, say), but not done 30 s after the stop
+    dog.check()
+    assert exits == [Watchdog.EXIT_CODE]

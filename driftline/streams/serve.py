@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError
-from driftline.health import Health
+from driftline.health import Health, Watchdog
 from driftline.metrics import ServeMetrics
 from driftline.models.runtime import Predictor, TorchPredictor
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
@@ -198,6 +198,7 @@ class StreamProcessor:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        watchdog = Watchdog(self.health, stop, grace_s=self.options.delivery_timeout_s + 30).start()
         try:
             while not stop.is_set():
                 self.health.beat()
@@ -210,7 +211,10 @@ class StreamProcessor:
                 self._handle(self._pending.take(), final=True)
             self._settle_commits()
         finally:
-            self._close()
+            try:
+                self._close()
+            finally:
+                watchdog.close()
 
     def _close(self) -> None:
         try:
