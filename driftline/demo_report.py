@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from confluent_kafka import Message
 
 from driftline.config import Settings
 from driftline.schemas import AvroDecoder, builtin_store
 from driftline.streams import kafka
+from driftline.streams.kafka import Message
 
 WINDOW = 1000
 """Events per point of the accuracy curve and of the live view's recent figures."""
@@ -67,7 +67,7 @@ class Tracker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = [m for m in self._consumer.consume(2000, 0.2) if m.error() is None]
+            messages = kafka.data_messages(self._consumer.consume(2000, 0.2))
             with self.lock:
                 for m in messages:
                     self._topics[m.topic() or ""](m)

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from confluent_kafka import Message
 
 from driftline.config import Settings
 from driftline.models.artifact import copy_as_version
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.services import SERVE_READY, service
 from driftline.streams import kafka
+from driftline.streams.kafka import Message
 from driftline.streams.produce import produce_stream
 from driftline.streams.synthetic import generate
 

@@ -10,11 +10,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
-
 from driftline.bench.soak_report import SERVICES, Sample, Scrape, interval_quantile, parse_metrics
 from driftline.config import Settings
 from driftline.streams import kafka
+from driftline.streams.kafka import TopicPartition
 
 LATENCY = "driftline_end_to_end_latency_seconds"
 

@@ -30,14 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
 from driftline.config import Settings
 from driftline.errors import DecodeError, DeliveryError, VerificationError
 from driftline.models.registry import Record, VersionLedger
 from driftline.models.signing import verify_version
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
 from driftline.streams import kafka
+from driftline.streams.kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 __all__ = [
     "RecordOrigin",
@@ -126,7 +125,9 @@ def logged(report: Callable[[Refusal], None]) -> Callable[[Refusal], None]:
 class RegistryMessage(Protocol):
     """The parts of a consumed registry record the follower reads."""
 
-    def error(self) -> object: ...
+    def error(self) -> KafkaError | None: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
     def offset(self) -> int | None: ...
     def timestamp(self) -> tuple[int, int]: ...
     def value(self) -> bytes | None: ...
@@ -223,7 +224,7 @@ class RegistryFollower:
 
     def read(self, timeout: float = 0.0) -> int:
         """Fold the records that arrive within ``timeout``; return how many were read."""
-        messages = [m for m in self._consumer.consume(500, timeout) if m.error() is None]
+        messages = kafka.data_messages(self._consumer.consume(500, timeout))
         for message in messages:
             self._fold(message)
         if not messages:  # past a compacted or aborted tail, the consumer's position says where

@@ -13,13 +13,12 @@ import time
 import uuid
 import zlib
 
-from confluent_kafka import TopicPartition
-
 from driftline.config import Settings
 from driftline.errors import DeliveryError, VerificationError
 from driftline.headers import header_list
 from driftline.models.packing import CHUNK_BYTES, join, sha256_hex, split
 from driftline.streams import kafka
+from driftline.streams.kafka import TopicPartition
 
 SCHEME = "kafka:"
 CHUNKS_HEADER = "driftline.artifact.chunks"

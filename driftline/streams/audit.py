@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaError, Message
-
 from driftline.config import Settings
 from driftline.schemas.wire import AvroEncoder, builtin_store
 from driftline.streams import kafka
+from driftline.streams.kafka import KafkaError, Message
 
 log = logging.getLogger(__name__)
 

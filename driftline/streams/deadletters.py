@@ -42,10 +42,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException
-
 from driftline.errors import DeliveryError
 from driftline.headers import header_list
+from driftline.streams.kafka import KafkaError, KafkaException
 from driftline.streams.records import DeadLetter, SourceMessage
 
 log = logging.getLogger(__name__)

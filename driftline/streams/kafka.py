@@ -1,17 +1,31 @@
-"""Kafka at the edge: client factories and topic administration.
+"""Kafka at the edge: the only module that imports confluent-kafka (ruff's banned-API rule keeps it so;
+the bench's plain-Kafka and Faust contenders and the Schema Registry client are the named exceptions).
 
 Every client gets the settings' bootstrap servers and extra librdkafka settings (security and the like),
-then the role's own defaults, then the caller's overrides.
+then the role's own defaults, then the caller's overrides. Every reader passes what ``consume`` or
+``poll`` returned through :func:`data_messages`, the one policy for message errors. The client types
+the rest of Driftline names are re-exported from here.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
@@ -21,6 +35,55 @@ from driftline.config import Settings
 from driftline.errors import ConfigError, KafkaUnavailableError
 
 # Nothing from driftline but config and errors, so that every package (models/ too) may import this.
+
+__all__ = [
+    "OFFSET_BEGINNING",
+    "OFFSET_END",
+    "Consumer",
+    "KafkaError",
+    "KafkaException",
+    "Message",
+    "Producer",
+    "TopicPartition",
+]
+
+log = logging.getLogger(__name__)
+
+MESSAGE_ERRORS: Counter[str] = Counter()
+"""Non-fatal message errors every reader of this process has seen, by error name."""
+
+
+class _Consumed(Protocol):
+    def error(self) -> KafkaError | None: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+
+
+M = TypeVar("M", bound=_Consumed)
+
+
+def data_messages(messages: Sequence[M | None]) -> list[M]:
+    """The data messages of what ``consume``/``poll`` returned: the one policy for message errors.
+
+    A fatal error is raised (the client cannot go on); any other (a partition's end, a broker that
+    went away and will be retried) is counted in :data:`MESSAGE_ERRORS` and logged, and reading
+    goes on.
+    """
+    good: list[M] = []
+    for m in messages:
+        if m is None:
+            continue
+        err = m.error()
+        if err is None:
+            good.append(m)
+        elif err.fatal():
+            raise KafkaException(err)
+        else:
+            MESSAGE_ERRORS[err.name()] += 1
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("reading %s[%s]: %s", m.topic(), m.partition(), err)
+    return good
+
 
 CLIENT_DEFAULTS: dict[str, Any] = {
     # librdkafka backs off up to 10 s between reconnects by default: a broker that comes back after a
@@ -86,7 +149,7 @@ def read_topic(
     deadline, settle_until = now + timeout, None
     try:
         while now < deadline and (settle_until is None or now < settle_until):
-            out += [m for m in reader.consume(1000, 0.2) if m.error() is None]
+            out += data_messages(reader.consume(1000, 0.2))
             now = time.monotonic()
             if settle_until is None and len(out) >= expected:
                 settle_until = now + settle
@@ -115,9 +178,7 @@ def read_to_end(
         out: list[Message] = []
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
-            for m in reader.consume(1000, 0.2):
-                if m.error() is None:
-                    out.append(m)
+            out += data_messages(reader.consume(1000, 0.2))
             positions = reader.position([TopicPartition(topic, p) for p in ends])
             ends = {tp.partition: ends[tp.partition] for tp in positions if tp.offset < ends[tp.partition]}
         if ends:
@@ -210,3 +271,57 @@ def _wait_for_leaders(client: AdminClient, names: list[str], deadline: float) ->
         ):
             return
         time.sleep(0.1)
+
+
+# -- ACLs ----------------------------------------------------------------------------------------
+
+
+class AclEntry(Protocol):
+    """One ALLOW rule from any host, by names: ``resource`` TOPIC, GROUP or TRANSACTIONAL_ID;
+    ``pattern`` LITERAL or PREFIXED; ``operation`` READ, WRITE, ... (``driftline.acls.Binding``)."""
+
+    @property
+    def principal(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+
+
+def describe_acls(settings: Settings, timeout: float = 30.0) -> set[tuple[str, str, str, str, str]]:
+    """Every ALLOW rule from any host on the cluster, as (principal, resource, name, pattern,
+    operation); needs DESCRIBE on the cluster (a super user has it)."""
+    from confluent_kafka.admin._acl import AclBindingFilter, AclOperation, AclPermissionType
+    from confluent_kafka.admin._resource import ResourcePatternType
+
+    any_: Any = None  # the filter's "any name, principal, host" (typed as str in the stubs)
+    match_all = AclBindingFilter(
+        ResourceType.ANY, any_, ResourcePatternType.ANY, any_, any_, AclOperation.ANY, AclPermissionType.ANY
+    )
+    client = admin(settings)
+    found = client.describe_acls(match_all, request_timeout=timeout).result(timeout=timeout)
+    return {
+        (b.principal, b.restype.name, b.name, b.resource_pattern_type.name, b.operation.name)
+        for b in found
+        if b.permission_type == AclPermissionType.ALLOW and b.host == "*"
+    }
+
+
+def create_acls(settings: Settings, entries: Iterable[AclEntry], timeout: float = 30.0) -> None:
+    """Create ALLOW rules from any host (a rule that exists already stays as it is); needs ALTER on the
+    cluster (a super user has it). Raises :class:`KafkaException` on the first refused rule."""
+    from confluent_kafka.admin._acl import AclBinding, AclPermissionType
+
+    rules = [
+        AclBinding(e.resource, e.name, e.pattern, e.principal, "*", e.operation, AclPermissionType.ALLOW)
+        for e in entries
+    ]
+    if not rules:
+        return
+    client = admin(settings)
+    for future in client.create_acls(rules, request_timeout=timeout).values():
+        future.result(timeout=timeout)

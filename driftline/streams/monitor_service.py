@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import ConfigError, DecodeError
@@ -47,6 +46,7 @@ from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
 from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
 from driftline.streams.features import FeatureExtractor
+from driftline.streams.kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 from driftline.streams.records import DeadLetter, SourceMessage, decode_rows, decoder_for
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class MonitorService:
             while not stop():
                 self.health.beat()
                 self._follow_registry()
-                messages = [m for m in self._consumer.consume(self.options.batch, 0.2) if m.error() is None]
+                messages = kafka.data_messages(self._consumer.consume(self.options.batch, 0.2))
                 if messages:
                     self._handle(messages)
                 if time.monotonic() >= self._next_checkpoint:

@@ -10,13 +10,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Producer
-
 from driftline.config import Settings
 from driftline.errors import DeliveryError
 from driftline.schemas.columnar import avro_long
 from driftline.schemas.wire import AvroEncoder
 from driftline.streams import kafka
+from driftline.streams.kafka import Producer
 from driftline.streams.synthetic import LabelledData
 
 CHUNK = 500

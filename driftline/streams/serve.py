@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import cast
 
 import torch
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import DeliveryError
@@ -38,6 +37,7 @@ from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, b
 from driftline.streams import kafka
 from driftline.streams.batching import Batch, MicroBatcher
 from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
+from driftline.streams.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from driftline.streams.processor import BatchProcessor, BatchResult, SourceMessage
 from driftline.streams.watcher import Handoff, ModelWatcher
 
@@ -83,25 +83,13 @@ def rewind_positions(ranges: OffsetRanges) -> list[TopicPartition]:
 
 
 class _KafkaSource:
-    """Adapts ``Consumer.consume`` for the batcher: data messages only, fatal errors raised."""
+    """Adapts ``Consumer.consume`` for the batcher: data messages only (:func:`kafka.data_messages`)."""
 
     def __init__(self, consumer: Consumer) -> None:
         self._consumer = consumer
 
     def consume(self, num_messages: int, timeout: float) -> list[Message]:
-        messages = self._consumer.consume(num_messages, timeout)
-        if any(m.error() for m in messages):
-            good = []
-            for m in messages:
-                err = m.error()
-                if err is None:
-                    good.append(m)
-                elif err.fatal():
-                    raise KafkaException(err)
-                else:
-                    log.warning("consumer: %s", err)
-            return good
-        return messages
+        return kafka.data_messages(self._consumer.consume(num_messages, timeout))
 
 
 class StreamProcessor:

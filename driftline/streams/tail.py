@@ -8,13 +8,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Message
-
 from driftline.config import Settings
 from driftline.errors import DecodeError
 from driftline.headers import header_list
 from driftline.schemas.wire import AvroDecoder
 from driftline.streams import kafka
+from driftline.streams.kafka import Message
 
 
 def describe(message: Message, decoder: AvroDecoder) -> dict[str, Any]:
@@ -60,13 +59,13 @@ def tail(
     seen, last = 0, time.monotonic()
     try:
         while max_records is None or seen < max_records:
-            message = consumer.poll(0.2)
-            if message is None or message.error():
+            polled = kafka.data_messages([consumer.poll(0.2)])
+            if not polled:
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                     break
                 continue
             last = time.monotonic()
-            emit(json.dumps(describe(message, decoder), default=str))
+            emit(json.dumps(describe(polled[0], decoder), default=str))
             seen += 1
     finally:
         consumer.close()

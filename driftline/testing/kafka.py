@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
+from driftline.streams.kafka import KafkaError, KafkaException, TopicPartition
 from driftline.testing import FakeMessage
 
 

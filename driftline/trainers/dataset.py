@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from confluent_kafka import Message, TopicPartition
 
 from driftline.config import Settings
 from driftline.errors import DecodeError, DriftlineError
 from driftline.streams import kafka
 from driftline.streams.features import FeatureExtractor
+from driftline.streams.kafka import Message, TopicPartition
 from driftline.streams.records import decode_rows, decoder_for
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ def read_windows(
         consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in wanted.items()])
         deadline = time.monotonic() + timeout
         while any(reached[tp] < end for tp, (_, end) in wanted.items()) and time.monotonic() < deadline:
-            for m in consumer.consume(2000, 0.2):
-                if m.error() is not None:
-                    continue
+            for m in kafka.data_messages(consumer.consume(2000, 0.2)):
                 tp, offset = (m.topic(), m.partition()), m.offset() or 0
                 if tp in wanted and offset < wanted[tp][1]:
                     out.append(m)

@@ -146,9 +146,10 @@ def serve_requests(
     try:
         while not stop():
             health.beat()
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
+            polled = kafka.data_messages([consumer.poll(0.5)])
+            if not polled:
                 continue
+            message = polled[0]
             started = time.monotonic()
             try:
                 request = _DECODER.decode(message.value())
