@@ -8,7 +8,10 @@ under ``home/broker``:
 - the node's files: ``data/`` (Kafka's ``log.dirs``, with its ``meta.properties``), and, written on
   each start, ``server.properties``, ``log4j2.properties``, ``broker.log`` and ``logs/``. One node
   keeps them in ``home/broker`` itself; a cluster keeps them per node in ``home/broker/node-<id>``;
-- ``state.json``: the running JVMs' pids and addresses, removed on stop.
+- ``state.json``: the running JVMs' pids and addresses, removed on stop;
+- ``credentials.json`` (mode 600), for a broker formatted with ``secure=True`` only: every
+  principal's password (see :mod:`driftline.broker.security`). A secure broker stays secure across
+  stops and starts; ``start(fresh=True)`` formats a new one, secure or not.
 
 The first start (or ``start(fresh=True)``) wipes ``home/broker``, picks free ports and formats the
 storage of ``nodes`` nodes (every one a broker and a controller voter); every later start resumes
@@ -43,6 +46,7 @@ from types import TracebackType
 from driftline.broker import node as nodes_
 from driftline.broker.jars import check_java, resolve_jars
 from driftline.broker.records import BrokerInfo, BrokerRecord, NodeInfo, NodePorts
+from driftline.broker.security import MECHANISM, OPERATOR, PROTOCOL, Credentials
 from driftline.errors import BrokerError
 
 
@@ -61,14 +65,14 @@ def _cluster_id() -> str:
             return cid
 
 
-def _new_record(count: int) -> BrokerRecord:
+def _new_record(count: int, secure: bool) -> BrokerRecord:
     """A new cluster id and ``count`` nodes on distinct free ports (broker, then controller)."""
     ports: list[int] = []
     while len(ports) < 2 * count:
         if (port := _free_port()) not in ports:
             ports.append(port)
     nodes = tuple(NodePorts(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(count))
-    return BrokerRecord(_cluster_id(), nodes)
+    return BrokerRecord(_cluster_id(), nodes, secure)
 
 
 class LocalBroker:
@@ -76,6 +80,8 @@ class LocalBroker:
 
     ``nodes`` applies when a new broker is formatted (default one); a saved broker resumes with the
     nodes it was formatted with. ``heap_mb`` is per node (default 512 for one node, 256 for more).
+    ``secure`` likewise applies when a new broker is formatted (default ``False``): SASL/SCRAM and
+    ACLs, one node only.
     """
 
     def __init__(
@@ -86,12 +92,14 @@ class LocalBroker:
         partitions: int = 4,
         log: Callable[[str], None] = lambda _: None,
         nodes: int | None = None,
+        secure: bool | None = None,
     ) -> None:
         self.home = home
         self.cache_dir = cache_dir
         self.heap_mb = heap_mb
         self.partitions = partitions
         self.nodes = nodes
+        self.secure = secure
         self._log = log
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -106,6 +114,19 @@ class LocalBroker:
     @property
     def _record_file(self) -> Path:
         return self.data_dir / "broker.json"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    def credentials(self) -> Credentials | None:
+        """Every principal's password if the saved broker is secure; ``None`` if it is not (or there
+        is none)."""
+        record = self.saved()
+        return self._credentials(record) if record is not None else None
+
+    def _credentials(self, record: BrokerRecord) -> Credentials | None:
+        return Credentials.load(self.credentials_file) if record.secure else None
 
     def _node_dir(self, record: BrokerRecord, node_id: int) -> Path:
         return self.data_dir if len(record.nodes) == 1 else self.data_dir / f"node-{node_id}"
@@ -169,18 +190,29 @@ class LocalBroker:
         record = None if fresh else self.saved()
         if record is not None:
             self._check_size(record)
+            self._check_security(record)
             for n in record.nodes:
                 self._check_ports_free(n)
+        elif self.secure and (self.nodes or 1) > 1:
+            raise BrokerError(
+                "--secure runs one node only: start a secure broker without --nodes, or a cluster "
+                "without --secure."
+            )
         java, lib = check_java(), self.jars()
         if record is None:
             self._wipe(fresh)
-            record = _new_record(self.nodes or 1)
-            jvms = {n.node_id: self._configure(java, lib, record, n) for n in record.nodes}
-            self._format(jvms, record)
+            record = _new_record(self.nodes or 1, bool(self.secure))
+            credentials = Credentials.generate() if record.secure else None
+            if credentials is not None:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                credentials.save(self.credentials_file)
+            jvms = {n.node_id: self._configure(java, lib, record, n, credentials) for n in record.nodes}
+            self._format(jvms, record, credentials)
         else:
             self._log(f"Resuming the local broker in {self.data_dir} at {record.bootstrap_servers}...")
-            jvms = {n.node_id: self._configure(java, lib, record, n) for n in record.nodes}
-        return self._launch(jvms, record, timeout)
+            credentials = self._credentials(record)
+            jvms = {n.node_id: self._configure(java, lib, record, n, credentials) for n in record.nodes}
+        return self._launch(jvms, record, timeout, credentials)
 
     def _check_size(self, record: BrokerRecord) -> None:
         if self.nodes is not None and self.nodes != len(record.nodes):
@@ -188,6 +220,15 @@ class LocalBroker:
                 f"{self.data_dir} holds a local broker of {len(record.nodes)} node(s), not {self.nodes}: "
                 "start it without --nodes to resume it, or run "
                 f"`driftline broker start --fresh --nodes {self.nodes}` to wipe it and format a new one."
+            )
+
+    def _check_security(self, record: BrokerRecord) -> None:
+        if self.secure is not None and self.secure != record.secure:
+            kind = "a secure" if record.secure else "a plaintext (not --secure)"
+            want = "--secure" if self.secure else "without --secure"
+            raise BrokerError(
+                f"{self.data_dir} holds {kind} local broker: start it without --secure to resume it as "
+                f"it is, or run `driftline broker start --fresh {want}` to wipe it and format a new one."
             )
 
     def _check_ports_free(self, node: NodePorts) -> None:
@@ -205,12 +246,17 @@ class LocalBroker:
             self._log(f"Wiping {self.data_dir} (--fresh): every topic and record of the local broker goes.")
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def _configure(self, java: str, lib: Path, record: BrokerRecord, node: NodePorts) -> list[str]:
+    def _configure(
+        self, java: str, lib: Path, record: BrokerRecord, node: NodePorts, credentials: Credentials | None
+    ) -> list[str]:
         """Write the node's configuration files; return its JVM command without the main class."""
         here = self._node_dir(record, node.node_id)
         (here / "logs").mkdir(parents=True, exist_ok=True)
-        props = nodes_.server_properties(node, record.nodes, here / "data", self.partitions)
-        (here / "server.properties").write_text(props)
+        props = nodes_.server_properties(node, record.nodes, here / "data", self.partitions, credentials)
+        server = here / "server.properties"
+        server.unlink(missing_ok=True)  # it holds the broker's password when secure: owner only
+        server.touch(mode=0o600)
+        server.write_text(props)
         log4j = here / "log4j2.properties"
         log4j.write_bytes(resources.files("driftline.broker").joinpath("log4j2.properties").read_bytes())
         heap = self.heap_mb or (512 if len(record.nodes) == 1 else 256)
@@ -225,9 +271,14 @@ class LocalBroker:
             f"{lib}/*",
         ]
 
-    def _format(self, jvms: dict[int, list[str]], record: BrokerRecord) -> None:
-        """Format every node's storage with ``record``'s cluster id, then write ``broker.json``."""
+    def _format(
+        self, jvms: dict[int, list[str]], record: BrokerRecord, credentials: Credentials | None
+    ) -> None:
+        """Format every node's storage with ``record``'s cluster id (and the principals' SCRAM
+        credentials when secure), then write ``broker.json``."""
         voters = nodes_.format_arguments(record.nodes, [_cluster_id() for _ in record.nodes])
+        if credentials is not None:
+            voters += credentials.format_arguments()
         for n in record.nodes:
             props = self._node_dir(record, n.node_id) / "server.properties"
             tool = [*jvms[n.node_id], "kafka.tools.StorageTool", "format", *voters]
@@ -251,23 +302,34 @@ class LocalBroker:
         self._procs[node.node_id] = proc
         return NodeInfo(node.node_id, node.address, proc.pid, str(log_file))
 
-    def _launch(self, jvms: dict[int, list[str]], record: BrokerRecord, timeout: float) -> BrokerInfo:
+    def _launch(
+        self,
+        jvms: dict[int, list[str]],
+        record: BrokerRecord,
+        timeout: float,
+        credentials: Credentials | None,
+    ) -> BrokerInfo:
         deadline = time.monotonic() + timeout
         started: list[NodeInfo] = []
         try:
             started += [self._spawn(jvms[n.node_id], record, n) for n in record.nodes]
             for n in started:
-                self._wait_ready(n, len(record.nodes), deadline)
+                self._wait_ready(n, len(record.nodes), deadline, credentials)
         except BaseException:
             self._stop_nodes(started)
             raise
         info = BrokerInfo(record.bootstrap_servers, str(self.data_dir), tuple(started))
+        if credentials is not None:
+            info = replace(info, security=f"{PROTOCOL}/{MECHANISM}", credentials=str(self.credentials_file))
         self._write_state(info)
         return info
 
-    def _wait_ready(self, node: NodeInfo, brokers: int, deadline: float) -> None:
+    def _wait_ready(
+        self, node: NodeInfo, brokers: int, deadline: float, credentials: Credentials | None
+    ) -> None:
         name = f"Node {node.node_id} of the local broker" if brokers > 1 else "The broker"
-        nodes_.wait_ready(self._procs[node.node_id], node, brokers, deadline, name)
+        client = credentials.client_config(OPERATOR) if credentials is not None else None
+        nodes_.wait_ready(self._procs[node.node_id], node, brokers, deadline, name, client)
 
     def _write_state(self, info: BrokerInfo) -> None:
         self._state_file.write_text(json.dumps(asdict(info)))
@@ -326,11 +388,12 @@ class LocalBroker:
         if any(n.node_id == node_id and n.running for n in info.nodes):
             raise BrokerError(f"Node {node_id} of the local broker already runs.")
         self._check_ports_free(ports)
-        jvm = self._configure(check_java(), self.jars(), record, ports)
+        credentials = self._credentials(record)
+        jvm = self._configure(check_java(), self.jars(), record, ports, credentials)
         started = self._spawn(jvm, record, ports)
         brokers = 1 + sum(n.running for n in info.nodes if n.node_id != node_id)
         try:
-            self._wait_ready(started, brokers, time.monotonic() + timeout)
+            self._wait_ready(started, brokers, time.monotonic() + timeout, credentials)
         except BaseException:
             self._stop_nodes([started])
             raise

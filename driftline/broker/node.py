@@ -13,21 +13,22 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from driftline.broker.records import NodeInfo, NodePorts
+from driftline.broker.security import PROTOCOL, Credentials
 from driftline.errors import BrokerError
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id={node_id}
 controller.quorum.bootstrap.servers={controllers}
-listeners=PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
-inter.broker.listener.name=PLAINTEXT
+listeners={client}://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners={client}://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport}
+inter.broker.listener.name={client}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:{controller},{client}:{client}
 log.dirs={data}
 num.partitions={partitions}
 default.replication.factor={replicas}
@@ -58,10 +59,21 @@ def replication(nodes: int) -> tuple[int, int]:
     return replicas, max(1, replicas - 1)
 
 
-def server_properties(node: NodePorts, cluster: Sequence[NodePorts], data: Path, partitions: int) -> str:
-    """The ``server.properties`` of ``node`` in ``cluster`` (every node, ``node`` included)."""
+def server_properties(
+    node: NodePorts,
+    cluster: Sequence[NodePorts],
+    data: Path,
+    partitions: int,
+    credentials: Credentials | None = None,
+) -> str:
+    """The ``server.properties`` of ``node`` in ``cluster`` (every node, ``node`` included); with
+    ``credentials``, SASL on both listeners and the StandardAuthorizer (see
+    :mod:`driftline.broker.security`)."""
     replicas, min_isr = replication(len(cluster))
-    return SERVER_PROPERTIES.format(
+    protocol = "PLAINTEXT" if credentials is None else PROTOCOL
+    props = SERVER_PROPERTIES.format(
+        client=protocol,
+        controller=protocol,
         node_id=node.node_id,
         controllers=",".join(n.controller for n in cluster),
         bport=node.broker_port,
@@ -71,6 +83,7 @@ def server_properties(node: NodePorts, cluster: Sequence[NodePorts], data: Path,
         replicas=replicas,
         min_isr=min_isr,
     )
+    return props if credentials is None else props + credentials.server_properties()
 
 
 def format_arguments(cluster: Sequence[NodePorts], directory_ids: Sequence[str]) -> list[str]:
@@ -141,22 +154,31 @@ def launch(jvm: list[str], props: Path, log_file: Path) -> subprocess.Popen[byte
         )
 
 
-def _serves(address: str, node_id: int, brokers: int) -> bool:
+def _serves(address: str, node_id: int, brokers: int, client: Mapping[str, str]) -> bool:
     """Whether the node at ``address`` answers metadata that lists itself among ``brokers`` or more."""
-    from confluent_kafka.admin import AdminClient
+    from driftline.config import Settings
+    from driftline.streams import kafka
 
+    # model_construct: these settings name this node only, whatever the environment says
+    settings = Settings.model_construct(bootstrap_servers=address, kafka=dict(client))
     try:
-        meta = AdminClient({"bootstrap.servers": address}).list_topics(timeout=5)
+        meta = kafka.admin(settings).list_topics(timeout=5)
     except Exception:  # not serving metadata yet
         return False
     return node_id in meta.brokers and len(meta.brokers) >= brokers
 
 
 def wait_ready(
-    proc: subprocess.Popen[bytes], node: NodeInfo, brokers: int, deadline: float, name: str
+    proc: subprocess.Popen[bytes],
+    node: NodeInfo,
+    brokers: int,
+    deadline: float,
+    name: str,
+    client: Mapping[str, str] | None = None,
 ) -> None:
     """Wait until ``node`` serves and sees ``brokers`` brokers; raise, with its log's tail, if the JVM
-    dies or the deadline (``time.monotonic()``) passes. ``name`` says which node in the message."""
+    dies or the deadline (``time.monotonic()``) passes. ``name`` says which node in the message;
+    ``client`` holds the librdkafka settings that authenticate the check (a secure broker)."""
     port = int(node.bootstrap_servers.rsplit(":", 1)[1])
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -164,7 +186,10 @@ def wait_ready(
             raise BrokerError(
                 f"{name} exited with code {code} while starting. Log tail:\n{tail(Path(node.log_file))}"
             )
-        if port_open("127.0.0.1", port) and _serves(node.bootstrap_servers, node.node_id, brokers):
+        serves = port_open("127.0.0.1", port) and _serves(
+            node.bootstrap_servers, node.node_id, brokers, client or {}
+        )
+        if serves:
             return
         time.sleep(0.2)
     raise BrokerError(

@@ -48,6 +48,10 @@ class BrokerInfo:
     bootstrap_servers: str
     data_dir: str
     nodes: tuple[NodeInfo, ...]
+    security: str = "PLAINTEXT"
+    """``PLAINTEXT`` (anyone may do anything), or ``SASL_PLAINTEXT/SCRAM-SHA-512`` with ACLs."""
+    credentials: str | None = None
+    """The file of every principal's password, for a secure broker."""
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> BrokerInfo:
@@ -55,7 +59,8 @@ class BrokerInfo:
             only = NodeInfo(1, raw["bootstrap_servers"], raw["pid"], raw["log_file"])
             return cls(raw["bootstrap_servers"], raw["data_dir"], (only,))
         nodes = tuple(NodeInfo(**n) for n in raw["nodes"])
-        return cls(raw["bootstrap_servers"], raw["data_dir"], nodes)
+        security = str(raw.get("security", "PLAINTEXT"))
+        return cls(raw["bootstrap_servers"], raw["data_dir"], nodes, security, raw.get("credentials"))
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,15 @@ class BrokerRecord:
     >>> three = BrokerRecord("q1Sh", tuple(NodePorts(i, 9000 + i, 9100 + i) for i in (1, 2, 3)))
     >>> three.bootstrap_servers
     '127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003'
-    >>> [BrokerRecord.from_json(r.to_json()) == r for r in (one, three)]
-    [True, True]
+    >>> secure = BrokerRecord("q1Sh", one.nodes, secure=True)
+    >>> [BrokerRecord.from_json(r.to_json()) == r for r in (one, three, secure)]
+    [True, True, True]
     """
 
     cluster_id: str
     nodes: tuple[NodePorts, ...]
+    secure: bool = False
+    """Formatted with SCRAM credentials and run with SASL and ACLs (see ``driftline.broker.security``)."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -88,18 +96,23 @@ class BrokerRecord:
         raise BrokerError(f"The local broker has nodes {[n.node_id for n in self.nodes]}, no node {node_id}.")
 
     def to_json(self) -> dict[str, Any]:
-        """One node keeps the flat form that a single-node Driftline reads."""
+        """One node keeps the flat form that a single-node Driftline reads; ``secure`` is written
+        only when set."""
+        out: dict[str, Any]
         if len(self.nodes) == 1:
             only = self.nodes[0]
-            return {
+            out = {
                 "cluster_id": self.cluster_id,
                 "broker_port": only.broker_port,
                 "controller_port": only.controller_port,
             }
-        return {"cluster_id": self.cluster_id, "nodes": [asdict(n) for n in self.nodes]}
+        else:
+            out = {"cluster_id": self.cluster_id, "nodes": [asdict(n) for n in self.nodes]}
+        return {**out, "secure": True} if self.secure else out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> BrokerRecord:
+        secure = bool(raw.get("secure", False))
         if "nodes" in raw:
-            return cls(raw["cluster_id"], tuple(NodePorts(**n) for n in raw["nodes"]))
-        return cls(raw["cluster_id"], (NodePorts(1, raw["broker_port"], raw["controller_port"]),))
+            return cls(raw["cluster_id"], tuple(NodePorts(**n) for n in raw["nodes"]), secure)
+        return cls(raw["cluster_id"], (NodePorts(1, raw["broker_port"], raw["controller_port"]),), secure)

@@ -28,7 +28,9 @@ def broker() -> None:
     """
 
 
-def _local_broker(settings: Settings, heap_mb: int | None = None, nodes: int | None = None) -> LocalBroker:
+def _local_broker(
+    settings: Settings, heap_mb: int | None = None, nodes: int | None = None, secure: bool | None = None
+) -> LocalBroker:
     from driftline.broker import LocalBroker
 
     return LocalBroker(
@@ -38,6 +40,7 @@ def _local_broker(settings: Settings, heap_mb: int | None = None, nodes: int | N
         partitions=settings.topics.partitions,
         log=lambda m: click.echo(m, err=True),
         nodes=nodes,
+        secure=secure,
     )
 
 
@@ -45,7 +48,29 @@ def _start(b: LocalBroker, timeout: float, fresh: bool = False) -> None:
     info = b.start(timeout=timeout, fresh=fresh)
     pids = ", ".join(str(n.pid) for n in info.nodes)
     click.echo(f"Kafka serves at {info.bootstrap_servers} (pid {pids}, data {info.data_dir}).")
+    if info.credentials is not None:
+        click.echo(
+            f"Secure: {info.security} with ACLs; the passwords of admin, serve, monitor and train are in "
+            f"{info.credentials}. Connect with -X security.protocol=SASL_PLAINTEXT "
+            "-X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=NAME -X sasl.password=...; "
+            "`driftline acl apply` grants each service its rights."
+        )
     click.echo("Stop it with `driftline broker stop`; the next `driftline broker start` resumes its data.")
+
+
+def local_admin_settings(settings: Settings) -> Settings:
+    """``settings`` on the cluster (see :func:`cluster_settings`), authenticated as the secure local
+    broker's ``admin`` when that broker is the cluster and no ``sasl.username`` is configured."""
+    named = bool(settings.bootstrap_servers)
+    settings = cluster_settings(settings)
+    if named or "sasl.username" in settings.kafka:
+        return settings
+    from driftline.broker.security import OPERATOR
+
+    credentials = _local_broker(settings).credentials()
+    if credentials is None:
+        return settings
+    return settings.model_copy(update={"kafka": {**settings.kafka, **credentials.client_config(OPERATOR)}})
 
 
 HEAP_MB = click.option(
@@ -68,9 +93,22 @@ TIMEOUT = click.option("--timeout", default=90.0, show_default=True, help="Secon
     help="Nodes of a new broker (default 1). 3: a cluster for trying failover, with replication "
     "factor 3 and min.insync.replicas 2. A saved broker resumes with the nodes it has.",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    default=None,
+    help="A new broker with SASL/SCRAM-SHA-512 and ACLs (one node): principals admin (super user), "
+    "serve, monitor, train, their random passwords in <home>/broker/credentials.json (mode 600). "
+    "A saved broker resumes as it was formatted.",
+)
 @click.pass_obj
 def broker_start(
-    settings: Settings, heap_mb: int | None, timeout: float, fresh: bool, nodes: int | None
+    settings: Settings,
+    heap_mb: int | None,
+    timeout: float,
+    fresh: bool,
+    nodes: int | None,
+    secure: bool | None,
 ) -> None:
     """Start the local broker in the background and wait until it serves.
 
@@ -83,8 +121,12 @@ def broker_start(
     defaults are 3 replicas and min.insync.replicas=2: `topics create` takes them, and so do the
     offsets and transaction logs. One node can go down (`broker kill-node 2`) while producers with
     acks=all go on.
+
+    With --secure, clients authenticate (SASL_PLAINTEXT, SCRAM-SHA-512) and Kafka's
+    StandardAuthorizer allows nothing that no ACL allows: `driftline acl apply` grants serve, monitor
+    and train their rights; admin is a super user (operators: topics, models publish and promote).
     """
-    _start(_local_broker(settings, heap_mb, nodes), timeout, fresh)
+    _start(_local_broker(settings, heap_mb, nodes, secure), timeout, fresh)
 
 
 @broker.command("restart")
@@ -113,8 +155,9 @@ def broker_stop(settings: Settings) -> None:
 @broker.command("status")
 @click.pass_obj
 def broker_status(settings: Settings) -> None:
-    """Say whether the local broker runs, and where: every node, with its pid and whether it runs.
-    Exit code 1 if no node runs."""
+    """Say whether the local broker runs, and where: every node, with its pid and whether it runs;
+    its security (PLAINTEXT, or SASL_PLAINTEXT/SCRAM-SHA-512 with the credentials file). Exit code 1
+    if no node runs."""
     b = _local_broker(settings)
     info = b.status()
     if info is None:
@@ -154,10 +197,11 @@ def topics() -> None:
 @topics.command("create")
 @click.pass_obj
 def topics_create(settings: Settings) -> None:
-    """Create every topic Driftline uses that does not exist yet (idempotent)."""
+    """Create every topic Driftline uses that does not exist yet (idempotent). On the secure local
+    broker with no -X sasl.* given, as its admin."""
     from driftline.streams.kafka import create_topics
 
-    settings = cluster_settings(settings)
+    settings = local_admin_settings(settings)
     created = create_topics(settings)
     for name in settings.topics.all_names():
         click.echo(f"{name}: {'created' if name in created else 'exists'}")
