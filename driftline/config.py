@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from driftline.errors import ConfigError
+from driftline.options import MonitorOptions, ServeOptions, TrainOptions
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("driftline_config_file", default=None)
 
@@ -206,6 +207,9 @@ class Settings(BaseSettings):
     model_name: str = Field("driftline", description="The model that `serve` serves from the registry.")
     signing: Signing = Field(default_factory=Signing)
     http: Http = Field(default_factory=Http)
+    serve: ServeOptions = Field(default_factory=ServeOptions)
+    monitor: MonitorOptions = Field(default_factory=MonitorOptions)
+    train: TrainOptions = Field(default_factory=TrainOptions)
     home: Path = Field(default_factory=_default_home, description="Local broker data and state.")
     cache_dir: Path = Field(default_factory=_default_cache, description="Cache for the broker jars.")
 

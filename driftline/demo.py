@@ -30,12 +30,13 @@ import numpy as np
 from driftline.config import Settings
 from driftline.demo_report import Seen, Tracker, draw_chart, joined, live_figures
 from driftline.models.signing import write_key_pair
+from driftline.options import TrainOptions
 from driftline.schemas import AvroEncoder, builtin_store
 from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
 from driftline.streams.produce import event_id, produce_stream
 from driftline.streams.synthetic import GENERATORS, LabelledData, generate
-from driftline.trainers.retrain import Outcome, TrainOptions
+from driftline.trainers.retrain import Outcome
 from driftline.trainers.service import train_once
 
 Log = Callable[[str], None]

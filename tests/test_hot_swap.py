@@ -24,10 +24,10 @@ from driftline.models import control
 from driftline.models.packing import pack_artifact, sha256_hex, split
 from driftline.models.signing import generate_keys, key_id, sign_version
 from driftline.models.transport import CHUNKS_HEADER, artifact_partition
+from driftline.options import ServeOptions
 from driftline.services import SERVE_READY, service, topic_environment
 from driftline.streams import kafka
 from driftline.streams.app import serve_until_stopped
-from driftline.streams.serve import ServeOptions
 from tests.helpers import DECODER, MODEL, produce_events, read_topic, versioned
 from tests.test_serve import _produce_in_background
 

@@ -99,8 +99,9 @@ def test_a_partition_stride_samples_the_same_partitions_of_every_input(
 ) -> None:
     from driftline.errors import ConfigError
     from driftline.models.control import load_trusted_keys
+    from driftline.options import MonitorOptions
     from driftline.streams import kafka
-    from driftline.streams.monitor_service import MonitorOptions, MonitorService
+    from driftline.streams.monitor_service import MonitorService
 
     t = registry.topics
     service = MonitorService(registry, MODEL, load_trusted_keys(registry), MonitorOptions(partition_stride=2))

@@ -17,10 +17,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from prometheus_client import generate_latest
 
 from driftline.config import Settings
+from driftline.options import ServeOptions
 from driftline.schemas import AvroDecoder, AvroEncoder, AvroSchema, RegistryResolver
 from driftline.streams import kafka
 from driftline.streams.produce import produce_stream
-from driftline.streams.serve import ServeOptions, build_processor
+from driftline.streams.serve import build_processor
 from driftline.streams.synthetic import generate
 from tests.helpers import (
     DECODER,

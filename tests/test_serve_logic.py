@@ -12,9 +12,10 @@ from confluent_kafka import Consumer, Producer
 
 from driftline.config import Settings, Topics
 from driftline.models import ModelConfig, TorchPredictor, build_module
+from driftline.options import ServeOptions
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
 from driftline.streams.processor import BatchProcessor
-from driftline.streams.serve import ServeOptions, StreamProcessor
+from driftline.streams.serve import StreamProcessor
 from driftline.testing import FakeCluster, FakeGroupConsumer, FakeProducer
 
 STORE = builtin_store()

@@ -13,12 +13,12 @@ from confluent_kafka import TopicPartition
 
 from driftline.config import Settings
 from driftline.models import control
+from driftline.options import TrainOptions
 from driftline.schemas import AvroEncoder
 from driftline.streams import kafka
 from driftline.streams.produce import produce_stream
 from driftline.streams.synthetic import GENERATORS, generate
 from driftline.trainers.dataset import first_windows, labelled_rows
-from driftline.trainers.retrain import TrainOptions
 from driftline.trainers.service import answer_request, serve_requests, train_once
 from tests.helpers import MODEL, STORE, versioned
 

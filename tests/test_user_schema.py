@@ -12,11 +12,11 @@ import pytest
 
 from driftline.config import Settings
 from driftline.models import control
+from driftline.options import TrainOptions
 from driftline.schemas import AvroEncoder, AvroSchema
 from driftline.services import MONITOR_READY, SERVE_READY, Service, service
 from driftline.streams import kafka
 from driftline.streams.synthetic import GENERATORS, generate
-from driftline.trainers.retrain import TrainOptions
 from driftline.trainers.service import train_once
 from tests.helpers import MODEL, STORE, prediction_ids, read_topic, versioned
 

@@ -27,9 +27,10 @@ from pathlib import Path
 from confluent_kafka import KafkaError, TopicPartition
 
 from driftline.config import Settings, Topics, load_settings
+from driftline.options import ServeOptions
 from driftline.schemas import AvroEncoder, builtin_store
 from driftline.streams import kafka
-from driftline.streams.serve import ServeOptions, build_processor
+from driftline.streams.serve import build_processor
 
 
 def prediction_sized_payload(n_classes: int) -> bytes:
@@ -109,7 +110,8 @@ def run_monitor(
     checkpoint after the last. ``eps`` counts the events read; ``stream_eps`` the stream's events
     per second that the sample stands for."""
     from driftline.models.control import load_trusted_keys
-    from driftline.streams.monitor_service import MonitorOptions, MonitorService
+    from driftline.options import MonitorOptions
+    from driftline.streams.monitor_service import MonitorService
 
     fresh = f"{settings.topics.monitor_state}.{uuid.uuid4().hex[:8]}"  # no checkpoint of an earlier run
     settings = settings.model_copy(

@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel
 
 from driftline import lifecycle
 from driftline.config import Settings, load_settings
 from driftline.errors import DriftlineError
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
 
 
 def _parse_kv(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -135,6 +140,33 @@ TRUSTED_KEYS_OPTION = click.option(
 )
 
 
+def setting_option(
+    section: type[BaseModel], field: str, *decls: str, **kwargs: Any
+) -> Callable[[CommandT], CommandT]:
+    """A flag for one field of a service's options section (:mod:`driftline.options`): its help and
+    default come from the field; left out, the configured value (file, environment) holds.
+    The command merges the flags it got with :func:`with_flags`."""
+    info = section.model_fields[field]
+    prefix = {"ServeOptions": "serve", "MonitorOptions": "monitor", "TrainOptions": "train"}[section.__name__]
+    if info.default_factory is not None:
+        shown = "the host name"
+    elif isinstance(info.default, tuple):
+        shown = ",".join(map(str, info.default)) or "none"
+    else:
+        shown = str(info.default)
+    where = f"[{prefix}] {field} / DRIFTLINE_{prefix.upper()}__{field.upper()}"
+    flags = decls or (f"--{field.replace('_', '-')}",)
+    return click.option(
+        *flags, field, default=None, help=f"{info.description} [default: {shown}; {where}]", **kwargs
+    )
+
+
+def with_flags(section: SectionT, **flags: Any) -> SectionT:
+    """``section`` with the flags that were given (not ``None``) on top, validated."""
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    return type(section).model_validate({**section.model_dump(), **given})
+
+
 METRICS_PORT_HELP = (
     "Port of /metrics (Prometheus), /livez and /readyz (0: off). They bind to 127.0.0.1; set "
     "DRIFTLINE_HTTP__HOST=0.0.0.0 (or [http] host in the config file) to reach them from elsewhere."
@@ -170,6 +202,6 @@ def run() -> None:
 
 
 # Register the commands on `main` (they import it from here).
-from driftline.cli import infra, models, stream, tools, train  # noqa: E402, F401
+from driftline.cli import acl, infra, models, stream, tools, train  # noqa: E402, F401
 
 __all__ = ["cluster_settings", "infra", "main", "run", "stream", "tools"]

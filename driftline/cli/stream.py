@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,11 +15,14 @@ from driftline.cli import (
     TRUSTED_KEYS_OPTION,
     cluster_settings,
     main,
+    setting_option,
     stop_on_signals,
+    with_flags,
     with_trusted_keys,
 )
 from driftline.config import Settings
 from driftline.health import Health
+from driftline.options import MonitorOptions, ServeOptions
 
 log = logging.getLogger("driftline")
 
@@ -41,54 +44,25 @@ log = logging.getLogger("driftline")
     help="The model to serve from the registry topic [default: the configured model_name, 'driftline'].",
 )
 @TRUSTED_KEYS_OPTION
-@click.option(
-    "--group",
-    default="driftline-serve",
-    show_default=True,
-    help="Consumer group; run more processes with the same group to scale out.",
-)
-@click.option(
-    "--instance-id",
-    default=socket.gethostname(),
-    show_default=True,
-    help="Stable id of this instance (unique within the group when --exactly-once).",
-)
-@click.option("--max-batch", default=2000, show_default=True, help="Largest micro-batch, in events.")
-@click.option(
-    "--max-wait-ms",
-    default=20.0,
-    show_default=True,
-    help="Latency budget: a batch closes this long after its first event at the latest.",
-)
-@click.option(
-    "--exactly-once",
-    is_flag=True,
-    help="One Kafka transaction per batch; downstream consumers read with read_committed.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@setting_option(ServeOptions, "group_id", "--group")
+@setting_option(ServeOptions, "instance_id")
+@setting_option(ServeOptions, "max_batch", type=int)
+@setting_option(ServeOptions, "max_wait_ms", type=float)
+@setting_option(ServeOptions, "exactly_once", "--exactly-once/--at-least-once")
+@setting_option(ServeOptions, "device")
 @click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
-@click.option(
-    "--torch-threads",
-    default=1,
-    show_default=True,
-    help="PyTorch CPU threads (1 suits small models; raise it for large ones on many cores).",
-)
+@setting_option(ServeOptions, "torch_threads", type=int)
 @SCHEMA_OPTION
 @click.pass_obj
 def serve(
     settings: Settings,
+    /,
     model_dir: Path | None,
     model_name: str | None,
     trusted_keys: tuple[Path, ...],
-    group: str,
-    instance_id: str,
-    max_batch: int,
-    max_wait_ms: float,
-    exactly_once: bool,
-    device: str,
     metrics_port: int,
-    torch_threads: int,
     schemas: tuple[Path, ...],
+    **flags: Any,
 ) -> None:
     """Consume events, predict in micro-batches, publish one prediction per event.
 
@@ -106,7 +80,6 @@ def serve(
     from driftline.metrics import ServeMetrics
     from driftline.streams.app import serve_until_stopped
     from driftline.streams.kafka import require_topics, wait_for_cluster
-    from driftline.streams.serve import ServeOptions
 
     settings = with_trusted_keys(cluster_settings(settings), trusted_keys)
     wait_for_cluster(settings)
@@ -115,13 +88,7 @@ def serve(
     if model_dir is None:
         needed += [t.model_versions, t.artifacts, t.shadow_predictions, t.audit]
     require_topics(settings, needed)
-    options = ServeOptions(
-        group_id=group,
-        instance_id=instance_id,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        exactly_once=exactly_once,
-    )
+    options = with_flags(settings.serve, **flags)
     metrics, health = ServeMetrics(), Health.from_settings(settings.http)
     metrics.serve_http(metrics_port, settings.http.host, health)
     stop = stop_on_signals()
@@ -131,8 +98,8 @@ def serve(
         stop,
         model_dir=model_dir,
         model_name=model_name,
-        device=device,
-        torch_threads=torch_threads,
+        device=options.device,
+        torch_threads=options.torch_threads,
         schemas=schemas,
         metrics=metrics,
         health=health,
@@ -263,59 +230,24 @@ def tail_cmd(
     help="The model to watch [default: the configured model_name, 'driftline'].",
 )
 @TRUSTED_KEYS_OPTION
-@click.option(
-    "--label-ttl-s", default=600.0, show_default=True, help="How long a prediction waits for its label."
-)
-@click.option(
-    "--update-interval-s",
-    default=30.0,
-    show_default=True,
-    help="At most one UPDATE per open alert in this time.",
-)
-@click.option(
-    "--cooldown-s",
-    default=600.0,
-    show_default=True,
-    help="At most one retraining request per model in this time.",
-)
-@click.option(
-    "--retrain-events",
-    default=20000,
-    show_default=True,
-    help="Events after the alert that a retraining request asks the trainer to learn from.",
-)
-@click.option(
-    "--retrain-on",
-    default="CONCEPT,PREDICTION,DATA",
-    show_default=True,
-    help="Alert kinds that request retraining (comma-separated; empty: never).",
-)
-@click.option(
-    "--partition-stride",
-    default=1,
-    show_default=True,
-    help="Read every Nth partition only: a 1/N sample of events with their predictions and labels "
-    "(co-partitioned inputs), to keep up with a faster stream.",
-)
-@click.option(
-    "--from-end", is_flag=True, help="Without a checkpoint, start at the inputs' end, not their beginning."
-)
+@setting_option(MonitorOptions, "label_ttl_s", type=float)
+@setting_option(MonitorOptions, "update_interval_s", type=float)
+@setting_option(MonitorOptions, "cooldown_s", type=float)
+@setting_option(MonitorOptions, "retrain_events", type=int)
+@setting_option(MonitorOptions, "retrain_on", type=str)
+@setting_option(MonitorOptions, "partition_stride", type=int)
+@setting_option(MonitorOptions, "start_from_end", "--from-end/--from-checkpoint-or-beginning")
 @SCHEMA_OPTION
 @click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
 @click.pass_obj
 def monitor(
     settings: Settings,
+    /,
     model_name: str | None,
     trusted_keys: tuple[Path, ...],
-    label_ttl_s: float,
-    update_interval_s: float,
-    cooldown_s: float,
-    retrain_events: int,
-    retrain_on: str,
-    partition_stride: int,
-    from_end: bool,
     schemas: tuple[Path, ...],
     metrics_port: int,
+    **flags: Any,
 ) -> None:
     """Watch inputs, predictions and late labels for drift; publish alerts and retraining requests.
 
@@ -335,9 +267,8 @@ def monitor(
     """
     from driftline.metrics import MonitorMetrics
     from driftline.models.control import load_trusted_keys
-    from driftline.monitoring.monitor import MonitorPolicy
     from driftline.streams.kafka import require_topics, wait_for_cluster
-    from driftline.streams.monitor_service import MonitorOptions, MonitorService
+    from driftline.streams.monitor_service import MonitorService
 
     settings = with_trusted_keys(cluster_settings(settings), trusted_keys)
     wait_for_cluster(settings)
@@ -354,12 +285,7 @@ def monitor(
             t.monitor_state,
         ],
     )
-    policy = MonitorPolicy(
-        update_interval_ms=int(update_interval_s * 1000),
-        cooldown_ms=int(cooldown_s * 1000),
-        retrain_events=retrain_events,
-        retrain_on=tuple(k.strip().upper() for k in retrain_on.split(",") if k.strip()),
-    )
+    options = with_flags(settings.monitor, schemas=schemas, **flags)
     metrics, health = MonitorMetrics(), Health.from_settings(settings.http)
     metrics.serve_http(metrics_port, settings.http.host, health)
     stop = stop_on_signals()
@@ -368,13 +294,7 @@ def monitor(
         settings,
         name,
         load_trusted_keys(settings),
-        MonitorOptions(
-            policy=policy,
-            label_ttl_s=label_ttl_s,
-            start_from_end=from_end,
-            partition_stride=partition_stride,
-            schemas=schemas,
-        ),
+        options,
         metrics,
         health,
     )

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
-from driftline.cli import METRICS_PORT_HELP, SCHEMA_OPTION, cluster_settings, main, stop_on_signals
+from driftline.cli import (
+    METRICS_PORT_HELP,
+    SCHEMA_OPTION,
+    cluster_settings,
+    main,
+    setting_option,
+    stop_on_signals,
+    with_flags,
+)
 from driftline.config import Settings
 from driftline.health import Health
+from driftline.options import TrainOptions
 
 log = logging.getLogger("driftline")
 
@@ -27,37 +37,26 @@ log = logging.getLogger("driftline")
     show_default=True,
     help="With --once and no live version: the stream whose feature and class names to use.",
 )
-@click.option("--architecture", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True)
-@click.option("--epochs", default=10, show_default=True)
-@click.option(
-    "--margin", default=0.01, show_default=True, help="Promote only if held-out accuracy beats live by this."
-)
-@click.option(
-    "--eval-fraction", default=0.25, show_default=True, help="Most recent share of rows held out to judge."
-)
-@click.option("--min-rows", default=1000, show_default=True, help="Fewest labelled rows to train on.")
-@click.option(
-    "--data-timeout-s", default=120.0, show_default=True, help="How long to wait for a window's data."
-)
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@setting_option(TrainOptions, "architecture", type=click.Choice(["mlp", "logistic"]))
+@setting_option(TrainOptions, "epochs", type=int)
+@setting_option(TrainOptions, "margin", type=float)
+@setting_option(TrainOptions, "eval_fraction", type=float)
+@setting_option(TrainOptions, "min_rows", type=int)
+@setting_option(TrainOptions, "data_timeout_s", type=float)
+@setting_option(TrainOptions, "device")
 @SCHEMA_OPTION
 @click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
 @click.pass_obj
 def train(
     settings: Settings,
+    /,
     model_name: str | None,
     once: bool,
     rows: int,
     generator: str,
-    architecture: str,
-    epochs: int,
-    margin: float,
-    eval_fraction: float,
-    min_rows: int,
-    data_timeout_s: float,
-    device: str,
     schemas: tuple[Path, ...],
     metrics_port: int,
+    **flags: Any,
 ) -> None:
     """Train model versions from Kafka: once (--once), or for every retraining request.
 
@@ -77,7 +76,7 @@ def train(
     from driftline.models import control
     from driftline.streams.kafka import require_topics, wait_for_cluster
     from driftline.streams.synthetic import GENERATORS
-    from driftline.trainers.retrain import TrainOptions, live_classes_and_features
+    from driftline.trainers.retrain import live_classes_and_features
     from driftline.trainers.service import serve_requests, train_once
 
     settings = cluster_settings(settings)
@@ -86,16 +85,7 @@ def train(
     require_topics(settings, [t.events, t.labels, t.model_versions, t.artifacts, t.retrain_requests])
     private = control.load_private_key(settings)
     name = model_name or settings.model_name
-    opts = TrainOptions(
-        architecture=architecture,
-        epochs=epochs,
-        device=device,
-        margin=margin,
-        eval_fraction=eval_fraction,
-        min_rows=min_rows,
-        data_timeout_s=data_timeout_s,
-        schemas=schemas,
-    )
+    opts = with_flags(settings.train, schemas=schemas, **flags)
     if once:
         live = control.signer_ledger(settings, private).live(name)
         if live is not None:

@@ -15,8 +15,9 @@ from driftline.health import Health
 from driftline.metrics import ServeMetrics
 from driftline.models import Predictor
 from driftline.models.control import load_trusted_keys
+from driftline.options import ServeOptions
 from driftline.streams.audit import AuditLog
-from driftline.streams.serve import ServeOptions, StreamProcessor, build_processor
+from driftline.streams.serve import StreamProcessor, build_processor
 from driftline.streams.watcher import ModelWatcher, wait_for_live
 
 log = logging.getLogger("driftline")

@@ -27,8 +27,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +39,7 @@ from driftline.models.follower import RegistryFollower, logged
 from driftline.monitoring.join import Joined, LabelJoin
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
+from driftline.options import MonitorOptions
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
 from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
@@ -58,21 +57,14 @@ _PREDICTION_FP = load_schema("prediction.avsc").fingerprint
 _LABEL_FP = load_schema("label.avsc").fingerprint
 
 
-@dataclass(frozen=True)
-class MonitorOptions:
-    policy: MonitorPolicy = field(default_factory=MonitorPolicy)
-    label_ttl_s: float = 600.0
-    checkpoint_interval_s: float = 1.0
-    batch: int = 5000
-    status_interval_s: float = 5.0
-    start_from_end: bool = False
-    """Without a checkpoint: read the inputs from their end (now) instead of their beginning."""
-    partition_stride: int = 1
-    """Read partitions ``p`` with ``p % stride == 0`` only: a sample of 1/stride of the events, with
-    their own predictions and labels (the three topics are co-partitioned by event id), for when the
-    monitor must keep up with more than it can read."""
-    schemas: tuple[Path, ...] = ()
-    """User record schemas the events may be written in (``--schema``), as for ``serve``."""
+def policy_of(options: MonitorOptions) -> MonitorPolicy:
+    """The drift logic's policy (milliseconds, as event times are) from the monitor's options."""
+    return MonitorPolicy(
+        update_interval_ms=int(options.update_interval_s * 1000),
+        cooldown_ms=int(options.cooldown_s * 1000),
+        retrain_events=options.retrain_events,
+        retrain_on=options.retrain_on,
+    )
 
 
 class MonitorService:
@@ -90,7 +82,7 @@ class MonitorService:
         self.metrics = metrics or MonitorMetrics()
         self.health = health or Health()
         self.health.set("state", False, "restoring the checkpoint")
-        self.monitor = DriftMonitor(model_name, self.options.policy)
+        self.monitor = DriftMonitor(model_name, policy_of(self.options))
         self.join = LabelJoin(int(self.options.label_ttl_s * 1000))
         self._registry = RegistryFollower.connect(
             settings,

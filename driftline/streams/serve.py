@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -33,6 +32,7 @@ from driftline.errors import DeliveryError
 from driftline.health import Health, Watchdog
 from driftline.metrics import ServeMetrics
 from driftline.models.runtime import Predictor, TorchPredictor
+from driftline.options import ServeOptions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
 from driftline.streams import kafka
 from driftline.streams.batching import Batch, MicroBatcher
@@ -42,22 +42,6 @@ from driftline.streams.processor import BatchProcessor, BatchResult, SourceMessa
 from driftline.streams.watcher import Handoff, ModelWatcher
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How one processor instance runs."""
-
-    group_id: str = "driftline-serve"
-    instance_id: str = "serve-0"
-    """Stable per instance: names the transactional id, so a restarted instance fences its old self."""
-    max_batch: int = 2000
-    max_wait_ms: float = 20.0
-    exactly_once: bool = False
-    delivery_timeout_s: float = 60.0
-    session_timeout_ms: int = 10000
-    """How soon the group notices a dead processor and hands its partitions on (librdkafka: 45 s)."""
-    lag_interval_s: float = 1.0
 
 
 OffsetRanges = dict[tuple[str, int], tuple[int, int]]

@@ -31,6 +31,7 @@ from driftline.models import control
 from driftline.models.artifact import load_config, save_artifact
 from driftline.models.registry import Record, VersionLedger
 from driftline.models.runtime import TorchPredictor
+from driftline.options import TrainOptions
 from driftline.trainers.dataset import TrainingDataError, TrainingSet
 from driftline.trainers.fit import fit_classifier
 
@@ -38,20 +39,6 @@ log = logging.getLogger(__name__)
 
 PROMOTING = "promoting"
 NOT_PROMOTED = "not promoted"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    architecture: str = "mlp"
-    epochs: int = 10
-    device: str = "auto"
-    margin: float = 0.01
-    """The candidate must beat the live version's held-out accuracy by this much."""
-    eval_fraction: float = 0.25
-    min_rows: int = 1000
-    data_timeout_s: float = 120.0
-    schemas: tuple[Path, ...] = ()
-    """User record schemas the events may be written in (``--schema``), as for ``serve``."""
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from driftline.errors import DecodeError, DriftlineError
 from driftline.health import Health
 from driftline.metrics import TrainMetrics
 from driftline.models import control
+from driftline.options import TrainOptions
 from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
 from driftline.trainers.dataset import TrainingInterruptedError, first_windows, labelled_rows
 from driftline.trainers.retrain import (
     Outcome,
-    TrainOptions,
     answered,
     finish_pending,
     live_classes_and_features,
