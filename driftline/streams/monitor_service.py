@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,15 @@ from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
 from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
 from driftline.streams.features import FeatureExtractor
-from driftline.streams.kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+from driftline.streams.kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from driftline.streams.records import DeadLetter, SourceMessage, decode_rows, decoder_for
 
 log = logging.getLogger(__name__)
@@ -76,7 +84,18 @@ class MonitorService:
         options: MonitorOptions | None = None,
         metrics: MonitorMetrics | None = None,
         health: Health | None = None,
+        *,
+        consumer: Consumer | None = None,
+        producer: Producer | None = None,
+        registry: RegistryFollower | None = None,
+        read_to_end: Callable[[str], Sequence[Message]] | None = None,
+        partition_counts: Callable[[Sequence[str]], Mapping[str, int]] | None = None,
     ) -> None:
+        """The Kafka clients are built from ``settings`` unless given (tests give the fakes of
+        :mod:`driftline.testing.kafka`): ``consumer`` reads the inputs, ``producer`` writes the
+        checkpoint transactions, ``registry`` follows the model's versions, ``read_to_end`` returns a
+        topic's records up to its end (the checkpoints) and ``partition_counts`` the number of
+        partitions of each of the topics given."""
         self.settings = settings
         self.options = options or MonitorOptions()
         self.metrics = metrics or MonitorMetrics()
@@ -84,23 +103,13 @@ class MonitorService:
         self.health.set("state", False, "restoring the checkpoint")
         self.monitor = DriftMonitor(model_name, policy_of(self.options))
         self.join = LabelJoin(int(self.options.label_ttl_s * 1000))
-        self._registry = RegistryFollower.connect(
-            settings,
-            trusted_keys,
-            model_name=model_name,
-            on_refused=logged(lambda r: self.metrics.refused.labels(r.reason).inc()),
-        )
+        self._registry = registry if registry is not None else self._connect_registry(trusted_keys)
         self._decoder = decoder_for(settings, self.options.schemas)
-        self._consumer = kafka.consumer(
-            settings,
-            f"driftline-monitor-{model_name}",
-            **self.health.client_settings(),
-            **{"isolation.level": "read_committed"},
-        )
-        self._producer = kafka.producer(
-            settings,
-            **{"transactional.id": f"driftline-monitor.{model_name}", "transaction.timeout.ms": 60000},
-        )
+        self._owns_clients = consumer is None and producer is None
+        self._consumer = consumer if consumer is not None else self._make_consumer()
+        self._producer = producer if producer is not None else self._make_producer()
+        self._read_to_end = read_to_end or (lambda topic: kafka.read_to_end(settings, topic))
+        self._partition_counts = partition_counts or self._cluster_partition_counts
         self._positions: dict[str, dict[int, int]] = defaultdict(dict)
         self._dead: list[DeadLetter] = []
         self._dead_letters = DeadLetterWriter(
@@ -117,15 +126,42 @@ class MonitorService:
         self._reported: dict[str, int] = {}
         self.fenced = False
 
+    def _connect_registry(self, trusted_keys: dict[str, bytes]) -> RegistryFollower:
+        return RegistryFollower.connect(
+            self.settings,
+            trusted_keys,
+            model_name=self.monitor.model_name,
+            on_refused=logged(lambda r: self.metrics.refused.labels(r.reason).inc()),
+        )
+
+    def _make_consumer(self) -> Consumer:
+        return kafka.consumer(
+            self.settings,
+            f"driftline-monitor-{self.monitor.model_name}",
+            **self.health.client_settings(),
+            **{"isolation.level": "read_committed"},
+        )
+
+    def _make_producer(self) -> Producer:
+        return kafka.producer(
+            self.settings,
+            **{
+                "transactional.id": f"driftline-monitor.{self.monitor.model_name}",
+                "transaction.timeout.ms": 60000,
+            },
+        )
+
     # -- life -------------------------------------------------------------------------------------
 
     def run(self, stop: Callable[[], bool], on_ready: Callable[[], None] | None = None) -> None:
         t = self.settings.topics
         try:
             self._producer.init_transactions(30)
-            self._dead_letters.limit = max_message_bytes(
-                self.settings.client_config(), kafka.topic_max_message_bytes(self.settings, t.dead_letters)
-            )
+            if self._owns_clients:
+                self._dead_letters.limit = max_message_bytes(
+                    self.settings.client_config(),
+                    kafka.topic_max_message_bytes(self.settings, t.dead_letters),
+                )
             self._registry.catch_up()
             self._restore()
             self._assign([t.events, t.predictions, t.labels])
@@ -159,21 +195,25 @@ class MonitorService:
 
     def assignment(self, topics: Sequence[str]) -> list[TopicPartition]:
         """The input partitions this monitor reads, at their checkpointed (or starting) positions."""
-        metadata = kafka.admin(self.settings).list_topics(timeout=30).topics
-        counts = {len(metadata[t].partitions) for t in topics}
+        counts = self._partition_counts(topics)
+        sizes = sorted(set(counts.values()))
         stride = self.options.partition_stride
-        if stride > 1 and len(counts) > 1:
+        if stride > 1 and len(sizes) > 1:
             raise ConfigError(
                 f"--partition-stride {stride} needs co-partitioned inputs, but {', '.join(topics)} have "
-                f"{sorted(counts)} partitions; give them the same count or read every partition."
+                f"{sizes} partitions; give them the same count or read every partition."
             )
-        default = -1 if self.options.start_from_end else OFFSET_BEGINNING  # -1: OFFSET_END
+        default = OFFSET_END if self.options.start_from_end else OFFSET_BEGINNING
         return [
             TopicPartition(topic, partition, self._positions[topic].get(partition, default))
             for topic in topics
-            for partition in sorted(metadata[topic].partitions)
+            for partition in range(counts[topic])
             if partition % stride == 0
         ]
+
+    def _cluster_partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
+        metadata = kafka.admin(self.settings).list_topics(timeout=30).topics
+        return {t: len(metadata[t].partitions) for t in topics}
 
     def records_read(self) -> dict[str, int]:
         """Records read so far per input (events, predictions, labels), over all partitions."""
@@ -395,7 +435,7 @@ class MonitorService:
     def _restore(self) -> None:
         t = self.settings.topics
         latest = None
-        for m in kafka.read_to_end(self.settings, t.monitor_state):
+        for m in self._read_to_end(t.monitor_state):
             if m.key() == self.monitor.model_name.encode():
                 latest = m.value()
         live = self._registry.poll()

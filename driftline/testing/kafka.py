@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftline.streams.kafka import KafkaError, KafkaException, TopicPartition
+from driftline.streams.kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, TopicPartition
 from driftline.testing import FakeMessage
 
 
@@ -208,6 +208,10 @@ class FakeCluster:
     def end_offsets(self, topic: str) -> dict[int, int]:
         return {p: len(log) for p, log in enumerate(self.topics[topic])}
 
+    def partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
+        """How many partitions each of ``topics`` has, as the cluster's metadata says."""
+        return {t: len(self.topics[t]) for t in topics}
+
     def commit(self, group: str, offsets: Sequence[TopicPartition]) -> None:
         done = self.committed.setdefault(group, {})
         for tp in offsets:
@@ -220,7 +224,8 @@ Callback = Callable[[Any, list[TopicPartition]], None]
 @dataclass
 class FakeGroupConsumer:
     """The only member of ``group_id`` over ``cluster``: it is assigned every partition of the topics
-    it subscribes to, from the group's committed offsets (else the beginning).
+    it subscribes to, from the group's committed offsets (else the beginning). ``assign`` reads the
+    partitions given instead, from their offsets, without the group (as the monitor does).
 
     ``rebalances`` scripts what happens inside the n-th ``consume`` call (1-based), before it reads:
     ``"revoke"`` (partitions revoked, then assigned again on the next call, as in a cooperative
@@ -250,6 +255,27 @@ class FakeGroupConsumer:
         self._topics = list(topics)
         self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
         self._assign_next = True
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Read exactly ``partitions``, each from its offset (``OFFSET_BEGINNING``: 0, ``OFFSET_END``:
+        the partition's end), leaving the group's subscription.
+
+        >>> cluster = FakeCluster({"t": 2}); _ = cluster.append("t", b"a", partition=1)
+        >>> c = FakeGroupConsumer(cluster, "g"); c.assign([TopicPartition("t", 1, OFFSET_BEGINNING)])
+        >>> [m.value() for m in c.consume(10)], c.position([TopicPartition("t", 1)])[0].offset
+        ([b'a'], 1)
+        """
+        self._assign_next = False
+        self._positions = {(tp.topic, tp.partition): self._start(tp) for tp in partitions}
+
+    def _start(self, tp: TopicPartition) -> int:
+        if tp.offset == OFFSET_BEGINNING:
+            return 0
+        if tp.offset == OFFSET_END:
+            return len(self.cluster.topics[tp.topic][tp.partition])
+        if tp.offset < 0:
+            raise ValueError(f"assign takes an offset, OFFSET_BEGINNING or OFFSET_END, not {tp.offset}")
+        return int(tp.offset)
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         self.consume_calls += 1
