@@ -170,13 +170,13 @@ def read_to_end(
     try:
         metadata = reader.list_topics(topic, timeout=timeout).topics[topic]
         ends = {}
+        deadline = time.monotonic() + timeout
         for p in metadata.partitions:
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = _watermarks(reader, TopicPartition(topic, p), deadline)
             if high > low:
                 ends[p] = high
         reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         out: list[Message] = []
-        deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
             out += data_messages(reader.consume(1000, 0.2))
             positions = reader.position([TopicPartition(topic, p) for p in ends])
@@ -199,6 +199,23 @@ def topic_max_message_bytes(settings: Settings, topic: str, timeout: float = 10.
         return int(entries["max.message.bytes"].value)
     except (KafkaException, KeyError, ValueError, TypeError, TimeoutError):
         return None
+
+
+def _watermarks(reader: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """A partition's low and high watermarks, asked again while the broker cannot say yet (a leader
+    that has just been elected or restarted answers OFFSET_NOT_AVAILABLE until it has caught up)."""
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(
+                partition, timeout=max(0.5, min(5.0, deadline - time.monotonic()))
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0]
+            settling = err.retriable() or err.code() == KafkaError.OFFSET_NOT_AVAILABLE
+            if not settling or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def wait_for_cluster(settings: Settings, timeout: float = 30.0) -> None:
