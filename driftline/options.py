@@ -61,6 +61,12 @@ class MonitorOptions(_Section):
     """How ``driftline monitor`` runs and when it speaks up."""
 
     label_ttl_s: float = Field(600.0, gt=0, description="How long a prediction waits for its label.")
+    join_max_pending: int = Field(
+        2_000_000,
+        ge=1,
+        description="Most predictions (and as many labels) held waiting for their partner: this bounds "
+        "the monitor's memory when it falls behind (the 30-minute soak plateaued at 1.7 GB RSS).",
+    )
     update_interval_s: float = Field(
         30.0, ge=0, description="At most one UPDATE of an open alert this often."
     )

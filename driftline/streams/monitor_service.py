@@ -102,7 +102,7 @@ class MonitorService:
         self.health = health or Health()
         self.health.set("state", False, "restoring the checkpoint")
         self.monitor = DriftMonitor(model_name, policy_of(self.options))
-        self.join = LabelJoin(int(self.options.label_ttl_s * 1000))
+        self.join = LabelJoin(int(self.options.label_ttl_s * 1000), self.options.join_max_pending)
         self._registry = registry if registry is not None else self._connect_registry(trusted_keys)
         self._decoder = decoder_for(settings, self.options.schemas)
         self._owns_clients = consumer is None and producer is None
