@@ -108,3 +108,26 @@ def test_the_watchdog_ends_a_process_stuck_after_a_stop_and_leaves_a_turning_loo
     health.beat()  # still turning (a stuck close, say), but not done 30 s after the stop
     dog.check()
     assert exits == [Watchdog.EXIT_CODE]
+
+
+def test_the_endpoints_listen_on_loopback_unless_told_otherwise() -> None:
+    import json
+    import urllib.request
+
+    from driftline.config import Settings
+    from driftline.health import serve_endpoints
+    from driftline.metrics import ServeMetrics
+
+    assert Settings().http.host == "127.0.0.1"
+    health = Health()
+    server = serve_endpoints(0, Settings().http.host, ServeMetrics().registry, health)
+    try:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=10) as answer:
+            assert json.loads(answer.read()) == {"live": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            assert b"driftline_ready" in answer.read()
+    finally:
+        server.shutdown()
+        server.server_close()
