@@ -127,3 +127,34 @@ def test_a_lost_partition_abandons_the_batch_uncommitted_and_it_is_replayed() ->
     got = prediction_ids(cluster)
     assert set(got) == {f"e{i}" for i in range(COUNT)}  # nothing lost
     assert committed_total(cluster) == COUNT
+
+
+def test_outputs_go_to_the_partition_number_of_their_event_when_co_partitioned() -> None:
+    cluster = cluster_with_events()  # events placed by index, not by the key's hash
+    for topic in (TOPICS.predictions, TOPICS.dead_letters):
+        cluster.topics[topic] = [[], [], []]
+    cluster.append(TOPICS.events, b"junk", b"bad", partition=2)
+    consumer = FakeGroupConsumer(cluster, "g")
+    config = ModelConfig(
+        name="m", version="1", architecture="logistic", features=["a", "b"], classes=["n", "y"]
+    )
+    core = BatchProcessor(
+        AvroDecoder(STORE),
+        TorchPredictor(config, build_module(config), "cpu"),
+        AvroEncoder.single_object(STORE.latest("io.driftline.Prediction")),
+    )
+    proc = StreamProcessor(
+        Settings(bootstrap_servers="fake:9092"),
+        core,
+        ServeOptions(group_id="g", max_batch=50, max_wait_ms=200.0),
+        consumer=cast(Consumer, consumer),
+        producer=cast(Producer, FakeProducer(cluster=cluster)),
+        copartitioned=True,
+    )
+    serve_until_handled(proc, COUNT + 1)
+    event_partition = {m.key(): m.partition() for m in cluster.messages(TOPICS.events)}
+    predictions = cluster.messages(TOPICS.predictions)
+    assert len(predictions) == COUNT
+    assert all(m.partition() == event_partition[m.key()] for m in predictions)
+    [dead] = cluster.messages(TOPICS.dead_letters)
+    assert dead.partition() == 2

@@ -153,6 +153,7 @@ class Producing(Protocol):
         *,
         on_delivery: Callable[[KafkaError | None, Any], None] | None = ...,
         headers: list[Header] | None = ...,
+        partition: int = ...,
     ) -> None: ...
 
     def poll(self, timeout: float = ...) -> int: ...
@@ -182,6 +183,8 @@ class DeadLetterWriter:
         self.limit = limit
         self._service = service
         self._on_reduced = on_reduced
+        self.same_partition = False
+        """Write each dead letter to its event's partition number (the topics are co-partitioned)."""
         self._refused: list[tuple[DeadLetter, str]] = []
         self._failures: list[str] = []
         self._reduce: dict[Position, str] = {}
@@ -238,11 +241,27 @@ class DeadLetterWriter:
                 self._failures.append(f"{position(dead.message)}: {err}")
 
         produce = self._producer.produce
+        partition = dead.message.partition() if self.same_partition else None
+        where = -1 if partition is None else partition
         try:
-            produce(self._topic, record.value, record.key, on_delivery=delivered, headers=record.headers)
+            produce(
+                self._topic,
+                record.value,
+                record.key,
+                on_delivery=delivered,
+                headers=record.headers,
+                partition=where,
+            )
         except BufferError:
             self._producer.poll(0.5)
-            produce(self._topic, record.value, record.key, on_delivery=delivered, headers=record.headers)
+            produce(
+                self._topic,
+                record.value,
+                record.key,
+                on_delivery=delivered,
+                headers=record.headers,
+                partition=where,
+            )
 
 
 _NOT_ABOUT_THE_RECORD = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})

@@ -188,6 +188,12 @@ def read_to_end(
         reader.close()
 
 
+def partition_counts(settings: Settings, topics: Iterable[str], timeout: float = 30.0) -> dict[str, int]:
+    """How many partitions each of ``topics`` has (0 for a topic that does not exist)."""
+    metadata = admin(settings).list_topics(timeout=timeout).topics
+    return {t: len(metadata[t].partitions) if t in metadata else 0 for t in topics}
+
+
 def topic_max_message_bytes(settings: Settings, topic: str, timeout: float = 10.0) -> int | None:
     """The topic's ``max.message.bytes`` (the largest record batch the broker takes), or ``None``
     when the cluster does not say (no right to describe configs, say)."""

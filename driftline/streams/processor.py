@@ -47,6 +47,8 @@ class BatchResult:
 
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
+    partitions: list[int | None] = field(default_factory=list)
+    """The partition each prediction's event came from: outputs go to the same partition number."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     event_times_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     """Event time of each prediction, for end-to-end latency metrics."""
@@ -101,7 +103,9 @@ class BatchProcessor:
             scores,
             (waited * 1000.0).astype(np.float32),
         )
-        result.keys = [messages[i].key() for i in rows.rows.tolist()]
+        kept = [messages[i] for i in rows.rows.tolist()]
+        result.keys = [m.key() for m in kept]
+        result.partitions = [m.partition() for m in kept]
         result.event_times_ms = rows.event_times
         if self.shadow is not None:
             shadow = self.shadow.config

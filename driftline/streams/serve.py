@@ -90,6 +90,7 @@ class StreamProcessor:
         *,
         consumer: Consumer | None = None,
         producer: Producer | None = None,
+        copartitioned: bool = False,
     ) -> None:
         """``consumer`` and ``producer`` are built from ``settings`` unless given (tests give the fakes
         of :mod:`driftline.testing.kafka`)."""
@@ -105,6 +106,7 @@ class StreamProcessor:
         self._pending: Batch[Message] = Batch()
         self._delivery_errors: list[KafkaError] = []
         self._owns_clients = consumer is None and producer is None
+        self._same_partition = copartitioned
         self._consumer = consumer if consumer is not None else self._make_consumer()
         self._producer = producer if producer is not None else self._make_producer()
         self._source = _KafkaSource(self._consumer)
@@ -114,6 +116,7 @@ class StreamProcessor:
             max_message_bytes(settings.client_config()),
             on_reduced=lambda why: self.metrics.dead_letters_reduced.labels(why).inc(),
         )
+        self._dead_letters.same_partition = copartitioned
         self._next_lag = 0.0
         self._on_ready: Callable[[], None] | None = None
         self._uncertain: dict[tuple[str, int], TopicPartition] = {}
@@ -123,6 +126,20 @@ class StreamProcessor:
         self.first_arrival: float | None = None
         self.last_commit: float | None = None
         """Monotonic times of the first event's arrival and of the latest commit."""
+
+    def _copartitioned(self) -> bool:
+        t = self.settings.topics
+        outputs = [t.predictions, t.dead_letters] + ([t.shadow_predictions] if self.watcher else [])
+        counts = kafka.partition_counts(self.settings, [t.events, *outputs])
+        if len(set(counts.values())) == 1:
+            return True
+        log.warning(
+            "the outputs are not co-partitioned with %s (%s): predictions and dead letters go by key, "
+            "not to their event's partition number; give the topics the same partition count",
+            t.events,
+            counts,
+        )
+        return False
 
     def _make_consumer(self) -> Consumer:
         return kafka.consumer(
@@ -158,7 +175,9 @@ class StreamProcessor:
         self.health.set("group", False, f"joining group {self.options.group_id}")
         if self.options.exactly_once:
             self._producer.init_transactions(self.options.delivery_timeout_s)
-        if self._owns_clients:  # the topic's own limit, from the cluster
+        if self._owns_clients:  # the topic's own limit and partitioning, from the cluster
+            self._same_partition = self._copartitioned()
+            self._dead_letters.same_partition = self._same_partition
             self._dead_letters.limit = max_message_bytes(
                 self.settings.client_config(),
                 kafka.topic_max_message_bytes(self.settings, self.settings.topics.dead_letters),
@@ -337,21 +356,21 @@ class StreamProcessor:
             return False
 
     def _produce(self, result: BatchResult) -> None:
+        """Every output goes to the partition number of the event it answers (when the topics are
+        co-partitioned), whatever partitioner wrote the event: a Java producer's murmur2 included."""
         produce = self._producer.produce
-        topic = self.settings.topics.predictions
-        for key, value in zip(result.keys, result.values, strict=True):
-            try:
-                produce(topic, value, key)
-            except BufferError:
-                self._producer.poll(0.05)
-                produce(topic, value, key)
-        shadow_topic = self.settings.topics.shadow_predictions
-        for key, value in zip(result.keys, result.shadow_values, strict=False):
-            try:
-                produce(shadow_topic, value, key)
-            except BufferError:
-                self._producer.poll(0.05)
-                produce(shadow_topic, value, key)
+        partitions = result.partitions if self._same_partition else [None] * len(result.keys)
+        outputs = [(self.settings.topics.predictions, result.values)]
+        if result.shadow_values:
+            outputs.append((self.settings.topics.shadow_predictions, result.shadow_values))
+        for topic, values in outputs:
+            for key, value, partition in zip(result.keys, values, partitions, strict=True):
+                where = -1 if partition is None else partition  # -1: the key's partitioner decides
+                try:
+                    produce(topic, value, key, partition=where)
+                except BufferError:
+                    self._producer.poll(0.05)
+                    produce(topic, value, key, partition=where)
         self._dead_letters.write_batch(result.dead_letters)
         self._producer.poll(0)
 

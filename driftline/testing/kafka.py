@@ -69,6 +69,8 @@ class ProducedRecord:
     value: bytes | None
     key: bytes | None
     headers: list[tuple[str, str | bytes | None]]
+    partition: int = -1
+    """-1: chosen by the partitioner (here: from the key)."""
 
 
 class FakeProducer:
@@ -111,8 +113,9 @@ class FakeProducer:
         *,
         on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
+        partition: int = -1,
     ) -> None:
-        record = ProducedRecord(topic, value, key, list(headers or []))
+        record = ProducedRecord(topic, value, key, list(headers or []), partition)
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v or b"") for k, v in record.headers)
         if size > self.max_message_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
@@ -129,7 +132,8 @@ class FakeProducer:
             return
         self.records.append(record)
         if self.cluster is not None:
-            self.cluster.append(record.topic, record.value, record.key)
+            where = None if record.partition < 0 else record.partition
+            self.cluster.append(record.topic, record.value, record.key, partition=where)
 
     # -- transactions, as far as Driftline's services use them -----------------------------------
 
