@@ -40,6 +40,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from driftline.config import Http
 from driftline.errors import KafkaUnavailableError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Health:
         self._working: str | None = None
 
     @classmethod
-    def from_settings(cls, http: Any) -> Health:
+    def from_settings(cls, http: Http) -> Health:
         """From the ``http`` section of :class:`~driftline.config.Settings`."""
         return cls(http.unreachable_after_s, http.stall_after_s, http.exit_after_unreachable_s)
 

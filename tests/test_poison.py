@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from driftline.config import Settings
 from driftline.models import control
-from driftline.services import MONITOR_READY, Service, service
+from driftline.services import MONITOR_READY, service
 from driftline.streams import kafka
 from tests.helpers import (
     MODEL,
@@ -124,7 +123,7 @@ def test_the_monitor_dead_letters_a_megabyte_reduced_and_reads_on(
     produce_events(registry, 500, run_id="good")
     with service(registry, tmp_path / "monitor.log", "monitor", ready=MONITOR_READY) as monitor:
         dead = read_topic(registry, registry.topics.dead_letters, expected=2, read_committed=True, timeout=90)
-        wait_for_text(monitor, "read to events 501")
+        monitor.wait_for("read to events 501", 60)
         assert monitor.proc.poll() is None, monitor.output()
     headers = sorted((dlq_headers(m) for m in dead), key=lambda h: h["driftline.dlq.topic"])
     assert [h["driftline.dlq.topic"] for h in headers] == sorted(
@@ -133,10 +132,3 @@ def test_the_monitor_dead_letters_a_megabyte_reduced_and_reads_on(
     assert {h["driftline.dlq.service"] for h in headers} == {"monitor"}
     assert {h["driftline.dlq.reduced"] for h in headers} == {"too-large"}
     assert {int(h["driftline.dlq.size"]) for h in headers} == {len(big_event), len(big_label)}
-
-
-def wait_for_text(running: Service, text: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in running.output():
-        assert time.monotonic() < deadline, running.output()[-3000:]
-        time.sleep(0.2)

@@ -5,7 +5,6 @@ once `driftline acl apply` has granted their rights."""
 from __future__ import annotations
 
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from driftline.cli import main
 from driftline.config import Settings, Topics, load_settings
 from driftline.models import control
 from driftline.schemas import AvroEncoder
-from driftline.services import MONITOR_READY, SERVE_READY, Service, service
+from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
 from driftline.streams.produce import produce_stream
 from driftline.streams.synthetic import generate
@@ -149,7 +148,7 @@ def test_the_services_work_under_their_own_principals(
     ):
         produce_stream(admin, data, events, labels, run_id="sec")
         predictions = read_topic(admin, admin.topics.predictions, expected=1000)
-        wait_for_log(monitoring, "read to events 1000, predictions 1000, labels 1000")
+        monitoring.wait_for("read to events 1000, predictions 1000, labels 1000", 90)
         assert "loaded agrawal v1 from the registry" in serving.output()
         assert monitoring.stop() == 0, monitoring.output()[-3000:]
         assert serving.stop() == 0, serving.output()[-3000:]
@@ -157,14 +156,6 @@ def test_the_services_work_under_their_own_principals(
     checkpoints = kafka.read_to_end(admin, admin.topics.monitor_state)
     assert any(m.key() == MODEL.encode() for m in checkpoints)
     assert {DECODER.decode(m.value())["model_version"] for m in predictions} == {"1"}
-
-
-def wait_for_log(running: Service, text: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in running.output():
-        assert time.monotonic() < deadline, running.output()[-3000:]
-        assert running.proc.poll() is None, running.output()[-3000:]
-        time.sleep(0.2)
 
 
 def test_a_secure_broker_resumes_secure_with_its_acls(secure: tuple[LocalBroker, Credentials]) -> None:

@@ -14,7 +14,7 @@ from driftline.config import Settings
 from driftline.models import control
 from driftline.options import TrainOptions
 from driftline.schemas import AvroEncoder, AvroSchema
-from driftline.services import MONITOR_READY, SERVE_READY, Service, service
+from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
 from driftline.streams.synthetic import GENERATORS, generate
 from driftline.trainers.service import train_once
@@ -59,14 +59,6 @@ def produce_loans(settings: Settings, schema: AvroSchema) -> list[str]:
     return ids
 
 
-def wait_for_text(running: Service, text: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in running.output():
-        assert time.monotonic() < deadline, running.output()[-3000:]
-        assert running.proc.poll() is None, running.output()[-3000:]
-        time.sleep(0.2)
-
-
 def test_serve_monitor_and_train_read_a_user_record_schema(
     registry: Settings, model_dir: Path, tmp_path: Path, keys: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -83,7 +75,7 @@ def test_serve_monitor_and_train_read_a_user_record_schema(
     assert sorted(prediction_ids(predictions)) == ids  # the record's own event_id field
 
     with service(registry, tmp_path / "monitor.log", "monitor", *schema, ready=MONITOR_READY) as monitor:
-        wait_for_text(monitor, f"read to events {COUNT}")
+        monitor.wait_for(f"read to events {COUNT}", 90)
     assert kafka.read_to_end(registry, registry.topics.dead_letters) == []  # neither dead-lettered one
 
     options = TrainOptions(epochs=2, device="cpu", min_rows=500, schemas=(schema_file,))

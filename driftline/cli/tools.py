@@ -15,6 +15,14 @@ import click
 from driftline.cli import main
 from driftline.config import Settings
 
+LOGS_OPTION = click.option(
+    "--logs",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Keep serve's, monitor's and train's logs in this folder (default: removed at the end).",
+)
+DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+
 # -- demo / bench ------------------------------------------------------------------------------
 
 
@@ -73,13 +81,8 @@ def _print_table(title: str, rows: list[tuple[str, str]], as_json: dict[str, Any
     show_default=True,
     help="Where to write the PNG chart of accuracy over time.",
 )
-@click.option(
-    "--logs",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Keep serve's, monitor's and train's logs in this folder (default: removed at the end).",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@LOGS_OPTION
+@DEVICE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (no live view).")
 @click.pass_obj
 def demo(
@@ -184,7 +187,7 @@ def demo(
 @click.option("--faust-events", default=20000, show_default=True, help="Events for the (slow) faust agent.")
 @click.option("--latency-seconds", default=10.0, show_default=True, help="Length of the latency run.")
 @click.option("--max-batch", default=2000, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@DEVICE_OPTION
 @click.option(
     "--model",
     "model_dir",
@@ -304,19 +307,14 @@ def bench(
     "--warmup", default=4000, show_default=True, help="Labelled events the first version learns from."
 )
 @click.option("--malformed-every", default=1000, show_default=True, help="Corrupt every Nth event (0: none).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@DEVICE_OPTION
 @click.option(
     "--chart",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     help="Write a PNG of RSS, lag and latency over time here.",
 )
-@click.option(
-    "--logs",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Keep serve's, monitor's and train's logs in this folder (default: removed at the end).",
-)
+@LOGS_OPTION
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the summary and every sample as one JSON object."
 )

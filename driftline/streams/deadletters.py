@@ -40,11 +40,12 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from driftline.errors import DeliveryError
 from driftline.headers import header_list
-from driftline.streams.kafka import KafkaError, KafkaException
+from driftline.streams import kafka
+from driftline.streams.kafka import Header, KafkaError, KafkaException, Producing
 from driftline.streams.records import DeadLetter, SourceMessage
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ RECORD_OVERHEAD = 512
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes`` (the producer's own limit)."""
 
-Header = tuple[str, str | bytes | None]
 Position = tuple[str | None, int | None, int | None]
 
 
@@ -140,23 +140,6 @@ def max_message_bytes(client_config: dict[str, Any], topic_limit: int | None = N
         # The topic's limit counts the compressed batch: leave room for lz4's worst-case growth.
         limit = min(limit, topic_limit - topic_limit // 200)
     return limit
-
-
-class Producing(Protocol):
-    """The part of ``confluent_kafka.Producer`` the writer uses."""
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        *,
-        on_delivery: Callable[[KafkaError | None, Any], None] | None = ...,
-        headers: list[Header] | None = ...,
-        partition: int = ...,
-    ) -> None: ...
-
-    def poll(self, timeout: float = ...) -> int: ...
 
 
 class DeadLetterWriter:
@@ -240,28 +223,16 @@ class DeadLetterWriter:
             else:
                 self._failures.append(f"{position(dead.message)}: {err}")
 
-        produce = self._producer.produce
         partition = dead.message.partition() if self.same_partition else None
-        where = -1 if partition is None else partition
-        try:
-            produce(
-                self._topic,
-                record.value,
-                record.key,
-                on_delivery=delivered,
-                headers=record.headers,
-                partition=where,
-            )
-        except BufferError:
-            self._producer.poll(0.5)
-            produce(
-                self._topic,
-                record.value,
-                record.key,
-                on_delivery=delivered,
-                headers=record.headers,
-                partition=where,
-            )
+        kafka.produce(
+            self._producer,
+            self._topic,
+            record.value,
+            record.key,
+            partition=kafka.ANY_PARTITION if partition is None else partition,
+            on_delivery=delivered,
+            headers=record.headers,
+        )
 
 
 _NOT_ABOUT_THE_RECORD = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import (
@@ -69,6 +69,8 @@ def data_messages(messages: Sequence[M | None]) -> list[M]:
     went away and will be retried) is counted in :data:`MESSAGE_ERRORS` and logged, and reading
     goes on.
     """
+    if all(m is not None and m.error() is None for m in messages):  # the common case
+        return list(messages)  # type: ignore[arg-type]  # no None left
     good: list[M] = []
     for m in messages:
         if m is None:
@@ -83,6 +85,71 @@ def data_messages(messages: Sequence[M | None]) -> list[M]:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("reading %s[%s]: %s", m.topic(), m.partition(), err)
     return good
+
+
+ANY_PARTITION = -1
+"""``partition=`` meaning "the producer's partitioner decides" (librdkafka's RD_KAFKA_PARTITION_UA)."""
+
+
+Header = tuple[str, str | bytes | None]
+DeliveryCallback = Callable[[KafkaError | None, Any], None]
+
+
+class Producing(Protocol):
+    """The part of ``confluent_kafka.Producer`` that :func:`produce` uses (fakes have it too)."""
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = ...,
+        key: bytes | None = ...,
+        *,
+        on_delivery: DeliveryCallback | None = ...,
+        headers: list[Header] | None = ...,
+        partition: int = ...,
+    ) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+
+def produce(
+    producer: Producing,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    partition: int = ANY_PARTITION,
+    on_delivery: DeliveryCallback | None = None,
+    headers: list[Header] | None = None,
+) -> None:
+    """``producer.produce``, waiting while the local queue is full (serving delivery reports meanwhile)."""
+    extra: dict[str, Any] = {"partition": partition}
+    if on_delivery is not None:
+        extra["on_delivery"] = on_delivery
+    if headers is not None:
+        extra["headers"] = headers
+    while True:
+        try:
+            producer.produce(topic, value, key, **extra)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def produce_batch(
+    producer: Producing,
+    topic: str,
+    values: Sequence[bytes],
+    keys: Sequence[bytes | None],
+    partitions: Sequence[int],
+) -> None:
+    """One record per value, the hot path's loop: :func:`produce` only when the queue is full."""
+    send = producer.produce
+    for value, key, partition in zip(values, keys, partitions, strict=True):
+        try:
+            send(topic, value, key, partition=partition)
+        except BufferError:
+            produce(producer, topic, value, key, partition=partition)
 
 
 CLIENT_DEFAULTS: dict[str, Any] = {

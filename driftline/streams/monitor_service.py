@@ -109,7 +109,7 @@ class MonitorService:
         self._consumer = consumer if consumer is not None else self._make_consumer()
         self._producer = producer if producer is not None else self._make_producer()
         self._read_to_end = read_to_end or (lambda topic: kafka.read_to_end(settings, topic))
-        self._partition_counts = partition_counts or self._cluster_partition_counts
+        self._partition_counts = partition_counts or (lambda topics: kafka.partition_counts(settings, topics))
         self._positions: dict[str, dict[int, int]] = defaultdict(dict)
         self._dead: list[DeadLetter] = []
         self._dead_letters = DeadLetterWriter(
@@ -210,10 +210,6 @@ class MonitorService:
             for partition in range(counts[topic])
             if partition % stride == 0
         ]
-
-    def _cluster_partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
-        metadata = kafka.admin(self.settings).list_topics(timeout=30).topics
-        return {t: len(metadata[t].partitions) for t in topics}
 
     def records_read(self) -> dict[str, int]:
         """Records read so far per input (events, predictions, labels), over all partitions."""

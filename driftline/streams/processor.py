@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +48,7 @@ class BatchResult:
 
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
-    partitions: list[int | None] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
     """The partition each prediction's event came from: outputs go to the same partition number."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     event_times_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
@@ -105,7 +106,7 @@ class BatchProcessor:
         )
         kept = [messages[i] for i in rows.rows.tolist()]
         result.keys = [m.key() for m in kept]
-        result.partitions = [m.partition() for m in kept]
+        result.partitions = [cast(int, m.partition()) for m in kept]  # consumed: always set
         result.event_times_ms = rows.event_times
         if self.shadow is not None:
             shadow = self.shadow.config

@@ -15,7 +15,6 @@ from driftline.errors import DeliveryError
 from driftline.schemas.columnar import avro_long
 from driftline.schemas.wire import AvroEncoder
 from driftline.streams import kafka
-from driftline.streams.kafka import Producer
 from driftline.streams.synthetic import LabelledData
 
 CHUNK = 500
@@ -118,10 +117,10 @@ def produce_stream(
             value = before + now + after
             if malformed_every and i % malformed_every == malformed_every - 1:
                 value, malformed = corrupt(value), malformed + 1
-            _produce(producer, topics.events, key, value)
+            kafka.produce(producer, topics.events, value, key)
             if label_parts:
                 before, after = label_parts[i]
-                _produce(producer, topics.labels, key, before + now + after)
+                kafka.produce(producer, topics.labels, before + now + after, key)
         producer.poll(0)
         if on_progress is not None:
             on_progress(len(chunk))
@@ -130,12 +129,3 @@ def produce_stream(
         raise DeliveryError(f"{remaining} events were not acknowledged within {timeout:.0f}s.")
     n = len(rows)
     return ProduceReport(n, len(label_parts), malformed, time.monotonic() - started)
-
-
-def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key)
-            return
-        except BufferError:
-            producer.poll(0.05)

@@ -358,19 +358,13 @@ class StreamProcessor:
     def _produce(self, result: BatchResult) -> None:
         """Every output goes to the partition number of the event it answers (when the topics are
         co-partitioned), whatever partitioner wrote the event: a Java producer's murmur2 included."""
-        produce = self._producer.produce
-        partitions = result.partitions if self._same_partition else [None] * len(result.keys)
-        outputs = [(self.settings.topics.predictions, result.values)]
+        n, t = len(result.keys), self.settings.topics
+        partitions = result.partitions if self._same_partition else [kafka.ANY_PARTITION] * n
+        kafka.produce_batch(self._producer, t.predictions, result.values, result.keys, partitions)
         if result.shadow_values:
-            outputs.append((self.settings.topics.shadow_predictions, result.shadow_values))
-        for topic, values in outputs:
-            for key, value, partition in zip(result.keys, values, partitions, strict=True):
-                where = -1 if partition is None else partition  # -1: the key's partitioner decides
-                try:
-                    produce(topic, value, key, partition=where)
-                except BufferError:
-                    self._producer.poll(0.05)
-                    produce(topic, value, key, partition=where)
+            kafka.produce_batch(
+                self._producer, t.shadow_predictions, result.shadow_values, result.keys, partitions
+            )
         self._dead_letters.write_batch(result.dead_letters)
         self._producer.poll(0)
 
