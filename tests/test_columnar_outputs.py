@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
-from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store
+from driftline.schemas.wire import AvroDecoder, AvroEncoder, builtin_store, load_schema
 
 STORE = builtin_store()
 PREDICTION = AvroEncoder.single_object(STORE.latest("io.driftline.Prediction"))
+PREDICTION_V1 = AvroEncoder.single_object(load_schema("prediction.v1.avsc"))
+WRITERS = {PREDICTION.schema.fingerprint: True, PREDICTION_V1.schema.fingerprint: False}
 LABEL = AvroEncoder.single_object(STORE.latest("io.driftline.Label"))
 FASTAVRO = AvroDecoder(STORE)
 IDS = ["e", "évènement-ü", "x" * 200, "", "🙂 id"]
@@ -29,6 +31,11 @@ def predictions(rng: np.random.Generator, n: int, classes: int) -> list[bytes]:
             "predicted_class": int(rng.integers(-(2**31), 2**31 - 1)),
             "processing_ms": float(rng.random()),
         }
+        if i % 4 == 3:  # version 1 writers are still read
+            out.append(PREDICTION_V1.encode(record))
+            continue
+        record["predicted_label"] = [None, f"class {IDS[i % len(IDS)]}"][i % 2]
+        record["value"] = [None, float(rng.normal())][i % 3 == 0]
         out.append(PREDICTION.encode(record))
     return out
 
@@ -36,7 +43,7 @@ def predictions(rng: np.random.Generator, n: int, classes: int) -> list[bytes]:
 @pytest.mark.parametrize("classes", [1, 2, 5])
 def test_accepted_predictions_match_fastavro(classes: int) -> None:
     payloads = predictions(np.random.default_rng(classes), 300, classes)
-    out = decode_predictions(payloads, PREDICTION.schema.fingerprint, classes)
+    out = decode_predictions(payloads, WRITERS, classes)
     assert out.rows.tolist() == list(range(300))
     for j, row in enumerate(out.rows.tolist()):
         expected = FASTAVRO.decode(payloads[row])
@@ -58,9 +65,11 @@ def test_malformed_predictions_are_left_out_never_misread() -> None:
         good[3][:2] + bytes(8) + good[3][10:],  # unknown fingerprint
         predictions(rng, 1, 3)[0],  # three scores where two are expected
         good[4][:10] + b"\x03\xff" + good[4][12:],  # a broken id
+        good[5][:-1] + b"\x04",  # a union branch that does not exist
+        good[6][:-9] + b"\x02\x00",  # a value union cut short
     ]
     payloads = good + bad
-    out = decode_predictions(payloads, PREDICTION.schema.fingerprint, 2)
+    out = decode_predictions(payloads, WRITERS, 2)
     assert out.rows.tolist() == list(range(50))
 
 

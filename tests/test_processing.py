@@ -99,12 +99,10 @@ def test_user_records_with_named_fields_are_accepted() -> None:
 
 
 def test_feature_extractor_reports_each_rejection() -> None:
-    fx = FeatureExtractor(["a", "b"])
-    matrix, rejected = fx.extract(
-        [{"a": "x", "b": 1}, {"features": [1.0, math.nan]}, {"features": [1.0, 2.0]}]
-    )
-    assert matrix.tolist() == [[1.0, 2.0]]
-    assert {i: r for i, (r, _) in rejected.items()} == {0: "bad-type", 1: "non-finite"}
+    fx = FeatureExtractor.numeric(["a", "b"])
+    out = fx.extract([{"a": "x", "b": 1}, {"features": [1.0, math.nan]}, {"features": [1.0, 2.0]}])
+    assert out.numeric.tolist() == [[1.0, 2.0]]
+    assert {i: r for i, (r, _) in out.rejected.items()} == {0: "bad-type", 1: "non-finite"}
 
 
 def test_batches_close_on_size() -> None:

@@ -62,8 +62,24 @@ def test_our_confluent_encoder_round_trips_through_the_registry() -> None:
         "scores": [0.25, 0.75],
         "predicted_class": 1,
         "processing_ms": 2.5,
+        "predicted_label": "yes",
+        "value": None,
     }
     assert AvroDecoder(STORE, resolver).decode(encoder.encode(record)) == record
+
+
+def test_predictions_and_versions_written_before_version_2_still_decode() -> None:
+    old = {
+        "event_id": "e",
+        "event_time": 1,
+        "model_name": "m",
+        "model_version": "3",
+        "scores": [0.25, 0.75],
+        "predicted_class": 1,
+        "processing_ms": 2.5,
+    }
+    data = AvroEncoder.single_object(load_schema("prediction.v1.avsc")).encode(old)
+    assert AvroDecoder(STORE).decode(data) == {**old, "predicted_label": None, "value": None}
 
 
 def test_an_event_written_with_schema_v1_still_decodes_with_defaults() -> None:

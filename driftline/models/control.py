@@ -173,6 +173,7 @@ def publish_version(
         "reason": reason,
         "request_id": request_id,
         "code_version": _code_version(),
+        "spec": None if config.spec is None else config.spec.model_dump_json(),
         "key_id": "",
         "signature": b"",
     }

@@ -1,8 +1,9 @@
-"""Artifacts as bytes: a deterministic tar of ``config.json`` and ``model.safetensors``, its SHA-256,
+"""Artifacts as bytes: a deterministic tar of ``config.json`` and the model's
+files (:data:`~driftline.models.artifact.LAYOUTS`), its SHA-256,
 and chunks small enough for Kafka records.
 
 The same artifact always packs to the same bytes (fixed order, times and owners), so its hash names
-it. Unpacking accepts those two regular files and nothing else: no links, no paths, no extra members.
+it. Unpacking accepts one layout's regular files and nothing else: no links, no paths, no extra members.
 
 >>> import tempfile
 >>> from driftline.models.artifact import ModelConfig, build_module, save_artifact
@@ -24,9 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from driftline.errors import VerificationError
-from driftline.models.artifact import CONFIG_FILE, WEIGHTS_FILE
+from driftline.models.artifact import LAYOUTS, layout_of
 
-MEMBERS = (CONFIG_FILE, WEIGHTS_FILE)
 CHUNK_BYTES = 512 * 1024
 """Default chunk size: well under Kafka's default 1 MiB record limit."""
 
@@ -39,7 +39,7 @@ def pack_artifact(directory: Path) -> bytes:
     """The artifact folder as deterministic tar bytes."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in MEMBERS:
+        for name in layout_of(directory):
             content = (directory / name).read_bytes()
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(content), 0o644, 0
@@ -48,14 +48,15 @@ def pack_artifact(directory: Path) -> bytes:
 
 
 def unpack_artifact(data: bytes, directory: Path) -> Path:
-    """Write the artifact's two files into ``directory``; refuse anything else in the archive."""
+    """Write the artifact's files into ``directory``; refuse anything else in the archive."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             members = tar.getmembers()
             names = sorted(m.name for m in members)
-            if names != sorted(MEMBERS) or not all(m.isreg() for m in members):
+            layouts = [sorted(layout) for layout in LAYOUTS]
+            if names not in layouts or not all(m.isreg() for m in members):
                 raise VerificationError(
-                    "bad-artifact", f"an artifact holds exactly {MEMBERS}, this one {names}"
+                    "bad-artifact", f"an artifact holds exactly one of {layouts}, this one {names}"
                 )
             directory.mkdir(parents=True, exist_ok=True)
             for member in members:

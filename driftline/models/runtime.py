@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from driftline.errors import ModelError
-from driftline.models.artifact import ModelConfig, load_artifact
+from driftline.models.artifact import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, layout_of, load_artifact
 
 Matrix = npt.NDArray[np.float32]
+Codes = npt.NDArray[np.int64]
 
 
 class Predictor(Protocol):
@@ -33,9 +34,23 @@ class Predictor(Protocol):
     @property
     def config(self) -> ModelConfig: ...
 
-    def predict_batch(self, features: Matrix) -> Matrix:
-        """Class probabilities, shape ``(len(features), len(config.classes))``."""
+    def predict_batch(self, features: Matrix, codes: Codes | None = None) -> Matrix:
+        """Class probabilities ``(len(features), len(config.classes))``; for regression the values
+        ``(len(features), 1)``. ``codes`` are the categorical inputs (see :mod:`driftline.models.spec`)."""
         ...
+
+    def warm_up(self, batch_size: int = 64) -> None:
+        """Run one batch so the first real batch does not pay for lazy initialisation."""
+        ...
+
+
+def load_predictor(directory: Path, device: str = "auto") -> Predictor:
+    """The predictor for an artifact folder of either layout (built-in weights or an exported graph)."""
+    if layout_of(directory) == (CONFIG_FILE, WEIGHTS_FILE):
+        return TorchPredictor.from_artifact(directory, device)
+    from driftline.models.exported import OnnxPredictor  # onnxruntime only when an exported model is served
+
+    return OnnxPredictor.from_artifact(directory, device)
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -66,7 +81,7 @@ class TorchPredictor:
     def config(self) -> ModelConfig:
         return self._config
 
-    def predict_batch(self, features: Matrix) -> Matrix:
+    def predict_batch(self, features: Matrix, codes: Codes | None = None) -> Matrix:
         if features.shape[0] == 0:
             return np.empty((0, len(self._config.classes)), dtype=np.float32)
         with torch.inference_mode():

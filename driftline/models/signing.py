@@ -30,8 +30,8 @@ from fastavro import schemaless_writer
 from driftline.errors import VerificationError
 from driftline.schemas.wire import load_schema
 
-_SCHEMA = load_schema("model_version.avsc")
-_DOMAIN = b"driftline.ModelVersion.signature.v1\x00" + _SCHEMA.fingerprint
+_V1 = load_schema("model_version.v1.avsc")
+_V2 = load_schema("model_version.avsc")
 
 
 def generate_keys() -> tuple[bytes, bytes]:
@@ -66,11 +66,14 @@ def key_id(public_pem: bytes) -> str:
 
 
 def signing_payload(record: Mapping[str, Any]) -> bytes:
-    """The exact bytes a signature covers."""
+    """The exact bytes a signature covers: the record in the first schema version that holds all it
+    says (records without a ``spec`` sign as before it existed, so their signatures stay valid),
+    behind a label naming that version's fingerprint."""
     canonical = {**record, "signature": b"", "metrics": dict(sorted(record.get("metrics", {}).items()))}
+    schema = _V1 if record.get("spec") is None else _V2
     out = io.BytesIO()
-    out.write(_DOMAIN)
-    schemaless_writer(out, _SCHEMA.parsed, canonical)
+    out.write(b"driftline.ModelVersion.signature.v1\x00" + schema.fingerprint)
+    schemaless_writer(out, schema.parsed, canonical)
     return out.getvalue()
 
 
@@ -149,6 +152,7 @@ def example_version(**fields: Any) -> dict[str, Any]:
         "reason": "published",
         "request_id": None,
         "code_version": None,
+        "spec": None,
         "key_id": "",
         "signature": b"",
     }

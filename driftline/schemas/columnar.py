@@ -236,24 +236,32 @@ def encode_predictions(
     model_version: str,
     scores: npt.NDArray[np.float32],
     processing_ms: npt.NDArray[np.float32],
+    classes: Sequence[str] = (),
+    values: npt.NDArray[np.float64] | None = None,
 ) -> list[bytes]:
     """``header`` + the Avro body of one ``io.driftline.Prediction`` per row, as fastavro writes it.
 
-    ``scores`` has one row per event and at least one column; ``predicted_class`` is its first argmax.
+    Classification: ``scores`` has one row per event and a column per class; ``predicted_class`` is its
+    first argmax and ``predicted_label`` that class's name in ``classes`` (null without ``classes``).
+    Regression: ``values`` holds the predictions, ``scores`` has no columns and ``predicted_class`` is -1.
 
     >>> out = encode_predictions(b"", [b"e1"], np.array([1]), "m", "1",
     ...                          np.array([[0.5, 0.5]], dtype=np.float32), np.array([2.0], dtype=np.float32))
     >>> out[0].hex(" ")
-    '04 65 31 02 02 6d 02 31 04 00 00 00 3f 00 00 00 3f 00 00 00 00 00 40'
+    '04 65 31 02 02 6d 02 31 04 00 00 00 3f 00 00 00 3f 00 00 00 00 00 40 00 00'
     """
     if len(event_ids) == 0:
         return []
-    times, probs, millis = _checked_columns(len(event_ids), event_times, scores, processing_ms)
+    times, probs, millis = _checked_columns(
+        len(event_ids), event_times, scores, processing_ms, values is None
+    )
     id_lengths = np.fromiter(map(len, event_ids), dtype=np.int64, count=len(event_ids))
-    longs = [_zigzag(values) for values in (id_lengths, times, probs.argmax(axis=1))]
+    predicted = probs.argmax(axis=1) if values is None else np.full(len(times), -1, dtype=np.int64)
+    longs = [_zigzag(v) for v in (id_lengths, times, predicted)]
     sizes = [_varint_sizes(raw) for raw in longs]
     middle = _middle_block(model_name, model_version, probs)
-    lengths = len(header) + sizes[0] + id_lengths + sizes[1] + middle.shape[1] + sizes[2] + 4
+    tails, tail_lengths = _tails(predicted, classes, values)
+    lengths = len(header) + sizes[0] + id_lengths + sizes[1] + middle.shape[1] + sizes[2] + 4 + tail_lengths
     ends = np.cumsum(lengths)
     out = np.empty(int(ends[-1]), dtype=np.uint8)
     at = _put(out, ends - lengths, np.frombuffer(header, dtype=np.uint8))
@@ -262,20 +270,45 @@ def encode_predictions(
     at = _put_varint(out, at, longs[1], sizes[1])
     at = _put(out, at, middle)
     at = _put_varint(out, at, longs[2], sizes[2])
-    _put(out, at, _float_bytes(millis[:, None]))
+    at = _put(out, at, _float_bytes(millis[:, None]))
+    _put_ragged(out, at, tails, tail_lengths)
     data = out.tobytes()
     return [data[a:b] for a, b in itertools.pairwise([0, *ends.tolist()])]
 
 
+def _tails(
+    predicted: Int64s, classes: Sequence[str], values: npt.NDArray[np.float64] | None
+) -> tuple[bytes, Int64s]:
+    """Each row's ``predicted_label`` and ``value`` unions, joined, and their lengths."""
+    if values is not None:  # regression: label null, value a double
+        column = np.asarray(values, dtype="<f8").reshape(-1, 1).view(np.uint8)
+        block = np.empty((len(column), 10), dtype=np.uint8)
+        block[:, 0], block[:, 1], block[:, 2:] = _UNION_NULL, _UNION_STRING, column
+        return block.tobytes(), np.full(len(column), 10, dtype=np.int64)
+    if not classes:
+        return bytes(2 * len(predicted)), np.full(len(predicted), 2, dtype=np.int64)
+    per_class = [bytes([_UNION_STRING]) + _avro_string(name) + bytes([_UNION_NULL]) for name in classes]
+    if predicted.max() >= len(per_class):
+        raise ValueError(f"scores have more columns than the {len(per_class)} class names")
+    table = np.array([len(t) for t in per_class], dtype=np.int64)
+    return b"".join(per_class[k] for k in predicted.tolist()), table[predicted]
+
+
 def _checked_columns(
-    rows: int, event_times: npt.NDArray[np.int64], scores: Floats, processing_ms: Floats
+    rows: int,
+    event_times: npt.NDArray[np.int64],
+    scores: Floats,
+    processing_ms: Floats,
+    classify: bool = True,
 ) -> tuple[Int64s, Floats, Floats]:
     """The columns as int64 / float32 arrays, after checking that they describe ``rows`` events."""
     times = np.asarray(event_times, dtype=np.int64).reshape(-1)
     probs = np.asarray(scores, dtype=np.float32)
     millis = np.asarray(processing_ms, dtype=np.float32).reshape(-1)
-    if probs.ndim != 2 or probs.shape[0] != rows or probs.shape[1] == 0:
+    if classify and (probs.ndim != 2 or probs.shape[0] != rows or probs.shape[1] == 0):
         raise ValueError(f"scores must have shape ({rows}, classes >= 1), not {probs.shape}")
+    if not classify:
+        probs = probs.reshape(rows, 0)
     if len(times) != rows or len(millis) != rows:
         raise ValueError(f"event_times and processing_ms must have {rows} values each")
     return times, probs, millis
@@ -283,7 +316,8 @@ def _checked_columns(
 
 def _middle_block(model_name: str, model_version: str, probs: Floats) -> Bytes:
     """Per row: the two model strings, the scores array (one block, then the 0 terminator)."""
-    strings = _avro_string(model_name) + _avro_string(model_version) + avro_long(probs.shape[1])
+    count = avro_long(probs.shape[1]) if probs.shape[1] else b""  # an empty array is its terminator only
+    strings = _avro_string(model_name) + _avro_string(model_version) + count
     block = np.empty((len(probs), len(strings) + 4 * probs.shape[1] + 1), dtype=np.uint8)
     block[:, : len(strings)] = np.frombuffer(strings, dtype=np.uint8)
     block[:, len(strings) : -1] = _float_bytes(probs)

@@ -10,22 +10,24 @@ out of ``rows`` for the caller's fastavro path. It never raises on malformed pay
 >>> p = AvroEncoder.single_object(store.latest("io.driftline.Prediction"))
 >>> value = p.encode({"event_id": "e1", "event_time": 7, "model_name": "m", "model_version": "3",
 ...                   "scores": [0.25, 0.75], "predicted_class": 1, "processing_ms": 1.5})
->>> out = decode_predictions([b"junk", value], p.schema.fingerprint, n_classes=2)
+>>> out = decode_predictions([b"junk", value], {p.schema.fingerprint: True}, n_classes=2)
 >>> out.rows.tolist(), out.event_ids, out.versions, out.scores.tolist(), out.predicted.tolist()
 ([1], ['e1'], ['3'], [[0.25, 0.75]], [1])
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from driftline.schemas.columnar import (
     _HEADER,
+    Bytes,
     Floats,
     Int64s,
+    Mask,
     _Batch,
     _framed_rows,
     _gather_floats,
@@ -34,6 +36,17 @@ from driftline.schemas.columnar import (
     _read_string,
     _valid_utf8,
 )
+
+
+def _skip_tail(buf: Bytes, pos: Int64s, end: Int64s, ok: Mask, has_tail: Mask) -> Int64s:
+    """Past ``predicted_label`` (null or a string) and ``value`` (null or a double) where the writer has
+    them; a row with any other union branch ends up off its end (and so goes to fastavro)."""
+    label, after, ok = _read_long(buf, pos, end, ok & has_tail)
+    length, text_at, _ = _read_long(buf, after, end, ok)
+    after = np.where(label == 1, text_at + length, np.where(label == 0, after, end + 1))
+    value, past, _ = _read_long(buf, after, end, ok & (after < end))
+    past = np.where(value == 1, past + 8, np.where(value == 0, past, end + 1))
+    return np.where(has_tail, np.where(ok, past, end + 1), pos)
 
 
 @dataclass(frozen=True)
@@ -54,9 +67,13 @@ class DecodedLabels:
     labels: Int64s
 
 
-def decode_predictions(payloads: Sequence[bytes], fingerprint: bytes, n_classes: int) -> DecodedPredictions:
+def decode_predictions(
+    payloads: Sequence[bytes], writer_fingerprints: Mapping[bytes, bool], n_classes: int
+) -> DecodedPredictions:
+    """``writer_fingerprints`` maps each accepted Prediction writer to whether it has the trailing
+    ``predicted_label`` and ``value`` unions (version 2)."""
     batch = _Batch.join(payloads)
-    rows, _ = _framed_rows(batch, {fingerprint: False})
+    rows, has_tail = _framed_rows(batch, writer_fingerprints)
     buf, end = batch.buf, batch.ends[rows]
     ok = np.ones(len(rows), dtype=np.bool_)
     id_at, id_end, ok = _read_string(buf, batch.starts[rows] + _HEADER, end, ok)
@@ -65,7 +82,8 @@ def decode_predictions(payloads: Sequence[bytes], fingerprint: bytes, n_classes:
     version_at, version_end, ok = _read_string(buf, name_end, end, ok)
     scores_at, pos, ok = _read_float_block(buf, version_end, end, ok, n_classes)
     predicted, pos, ok = _read_long(buf, pos, end, ok)
-    ok &= pos + 4 == end  # processing_ms, then nothing
+    pos = _skip_tail(buf, pos + 4, end, ok, has_tail)  # processing_ms, then the version 2 unions
+    ok &= pos == end
     ok &= (predicted >= -(2**31)) & (predicted < 2**31)  # an Avro int
     segments = np.column_stack([id_at, id_end, name_at, name_end, version_at, version_end])
     ok = _valid_utf8(batch, segments, ok)

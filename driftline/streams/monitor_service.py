@@ -36,6 +36,7 @@ from driftline.errors import ConfigError, DecodeError
 from driftline.health import Health
 from driftline.metrics import MonitorMetrics
 from driftline.models.follower import RegistryFollower, logged
+from driftline.models.spec import ModelSpec
 from driftline.monitoring.join import Joined, LabelJoin
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
@@ -61,7 +62,10 @@ log = logging.getLogger(__name__)
 _STORE = builtin_store()
 _ALERTS = AvroEncoder.single_object(_STORE.latest("io.driftline.DriftAlert"))
 _REQUESTS = AvroEncoder.single_object(_STORE.latest("io.driftline.RetrainRequest"))
-_PREDICTION_FP = load_schema("prediction.avsc").fingerprint
+_PREDICTION_WRITERS = {
+    load_schema("prediction.v1.avsc").fingerprint: False,
+    load_schema("prediction.avsc").fingerprint: True,
+}
 _LABEL_FP = load_schema("label.avsc").fingerprint
 
 
@@ -238,8 +242,12 @@ class MonitorService:
     def _use_profile(self, record: dict[str, Any]) -> None:
         text = record.get("reference_profile")
         self._profile = ReferenceProfile.from_json(text) if text else None
-        names = self._profile.feature_names if self._profile else record["features"]
-        self._features = FeatureExtractor(list(names))
+        spec = record.get("spec")
+        if spec:  # a user's model: its own fields, kinds and units
+            self._features = FeatureExtractor(ModelSpec.model_validate_json(spec))
+        else:
+            names = self._profile.feature_names if self._profile else record["features"]
+            self._features = FeatureExtractor.numeric(list(names))
 
     # -- one batch --------------------------------------------------------------------------------
 
@@ -293,7 +301,7 @@ class MonitorService:
         fastavro, which names the reason when one is bad."""
         payloads = [m.value() or b"" for m in messages]
         n_classes = self._profile.n_classes if self._profile is not None else 2
-        fast = decode_predictions(payloads, _PREDICTION_FP, n_classes)
+        fast = decode_predictions(payloads, _PREDICTION_WRITERS, n_classes)
         ids, versions = fast.event_ids, fast.versions
         predicted, times, scores = fast.predicted, fast.event_times, fast.scores
         rest = np.setdiff1d(np.arange(len(messages)), fast.rows)

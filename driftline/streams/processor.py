@@ -33,11 +33,12 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.errors import SchemaError
+from driftline.models.artifact import ModelConfig
 from driftline.models.runtime import Predictor
 from driftline.schemas.columnar import encode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, load_schema
 from driftline.streams.features import FeatureExtractor
-from driftline.streams.records import DeadLetter, SourceMessage, decode_rows
+from driftline.streams.records import DeadLetter, Rows, SourceMessage, decode_rows
 
 __all__ = ["BatchProcessor", "BatchResult", "DeadLetter", "SourceMessage"]
 
@@ -55,7 +56,10 @@ class BatchResult:
     """Event time of each prediction, for end-to-end latency metrics."""
     inference_seconds: float = 0.0
     shadow_values: list[bytes] = field(default_factory=list)
-    """The shadow version's predictions of the same events (same keys), when one is set."""
+    """The shadow version's predictions of the same events, when one is set (keys and partitions in
+    ``shadow_keys`` and ``shadow_partitions``: a shadow output that is not finite is left out)."""
+    shadow_keys: list[bytes | None] = field(default_factory=list)
+    shadow_partitions: list[int] = field(default_factory=list)
 
 
 class BatchProcessor:
@@ -85,38 +89,62 @@ class BatchProcessor:
     def predictor(self, predictor: Predictor) -> None:
         """Swap the model; takes effect from the next batch."""
         self._predictor = predictor
-        self._features = FeatureExtractor(predictor.config.features)
+        config = predictor.config
+        self._features = FeatureExtractor(config.input_spec, f"model {config.name} version {config.version}")
+        self._regression = config.input_spec.is_regression
 
     def process(self, messages: Sequence[SourceMessage], arrivals: Sequence[float]) -> BatchResult:
         result = BatchResult()
         rows, result.dead_letters = decode_rows(messages, self._decoder, self._features)
         started = self._clock()
-        scores = self._predictor.predict_batch(rows.features)
+        scores = self._predictor.predict_batch(rows.features, rows.codes)
         result.inference_seconds = self._clock() - started
-        waited = self._clock() - np.asarray(arrivals, dtype=np.float64)[rows.rows]
         config = self._predictor.config
-        result.values = encode_predictions(
-            self._header,
-            rows.event_ids,
-            rows.event_times,
-            config.name,
-            config.version,
-            scores,
-            (waited * 1000.0).astype(np.float32),
-        )
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():  # never published: a NaN score would poison every consumer downstream
+            for i in rows.rows[~finite].tolist():
+                result.dead_letters.append(
+                    DeadLetter(
+                        messages[i],
+                        "non-finite-output",
+                        f"model {config.name} version {config.version} returned NaN or infinity here",
+                    )
+                )
+            rows = rows.take(np.flatnonzero(finite))
+            scores = scores[finite]
+        waited = self._clock() - np.asarray(arrivals, dtype=np.float64)[rows.rows]
+        result.values = self._encode(rows, config, scores, waited)
         kept = [messages[i] for i in rows.rows.tolist()]
         result.keys = [m.key() for m in kept]
         result.partitions = [cast(int, m.partition()) for m in kept]  # consumed: always set
         result.event_times_ms = rows.event_times
         if self.shadow is not None:
-            shadow = self.shadow.config
-            result.shadow_values = encode_predictions(
-                self._header,
-                rows.event_ids,
-                rows.event_times,
-                shadow.name,
-                shadow.version,
-                self.shadow.predict_batch(rows.features),
-                (waited * 1000.0).astype(np.float32),
+            shadow_scores = self.shadow.predict_batch(rows.features, rows.codes)
+            # a shadow's NaN is its own problem: those rows get no shadow prediction, the live ones stand
+            keep = np.flatnonzero(np.isfinite(shadow_scores).all(axis=1))
+            result.shadow_values = self._encode(
+                rows.take(keep), self.shadow.config, shadow_scores[keep], waited[keep]
             )
+            result.shadow_keys = [result.keys[k] for k in keep.tolist()]
+            result.shadow_partitions = [result.partitions[k] for k in keep.tolist()]
         return result
+
+    def _encode(
+        self,
+        rows: Rows,
+        config: ModelConfig,
+        scores: npt.NDArray[np.float32],
+        waited: npt.NDArray[np.float64],
+    ) -> list[bytes]:
+        regression = config.input_spec.is_regression
+        return encode_predictions(
+            self._header,
+            rows.event_ids,
+            rows.event_times,
+            config.name,
+            config.version,
+            np.zeros((len(scores), 0), dtype=np.float32) if regression else scores,
+            (waited * 1000.0).astype(np.float32),
+            classes=config.classes,
+            values=scores[:, 0].astype(np.float64) if regression else None,
+        )

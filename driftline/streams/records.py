@@ -15,7 +15,7 @@ No Kafka here: the input is anything shaped like ``confluent_kafka.Message``.
 >>> event = AvroEncoder.single_object(store.latest("io.driftline.InputEvent")).encode(
 ...     {"event_id": "e1", "event_time": 7, "features": [1.0, float("nan")], "source": None})
 >>> rows, dead = decode_rows([FakeMessage(event), FakeMessage(b"junk", _offset=1)],
-...                          AvroDecoder(store), FeatureExtractor(["a", "b"]))
+...                          AvroDecoder(store), FeatureExtractor.numeric(["a", "b"]))
 >>> len(rows), sorted(d.reason for d in dead)
 (0, ['non-finite', 'undecodable'])
 """
@@ -68,9 +68,22 @@ class Rows:
     event_ids: list[bytes]
     event_times: npt.NDArray[np.int64]
     features: npt.NDArray[np.float32]
+    """Numeric and boolean inputs, raw (imputed, not standardised), in the model's order."""
+    codes: npt.NDArray[np.int64]
+    """Categorical inputs' codes (no columns for a model without categorical fields)."""
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def take(self, index: npt.NDArray[np.intp]) -> Rows:
+        """The rows at ``index`` (positions in this batch of rows, ascending)."""
+        return Rows(
+            self.rows[index],
+            [self.event_ids[i] for i in index.tolist()],
+            self.event_times[index],
+            self.features[index],
+            self.codes[index],
+        )
 
 
 def fallback_event_id(message: SourceMessage) -> str:
@@ -90,7 +103,7 @@ def decode_rows(
 ) -> tuple[Rows, list[DeadLetter]]:
     """The batch's usable rows in input order, and a dead letter for each other event."""
     dead: list[DeadLetter] = []
-    payloads = [m.value() or b"" for m in messages]
+    payloads = [m.value() or b"" for m in messages] if features.accepts_arrays else []
     fast = decode_input_events(payloads, INPUT_EVENT_WRITERS, len(features.feature_names))
     finite = np.asarray(np.isfinite(fast.features).all(axis=1), dtype=np.bool_)
     for i in fast.rows[~finite].tolist():
@@ -98,7 +111,8 @@ def decode_rows(
     slow_rows = np.setdiff1d(np.arange(len(messages), dtype=np.int64), fast.rows, assume_unique=True)
     slow = _decode_one_by_one(messages, slow_rows.tolist(), decoder, features, dead)
     if not len(slow.rows) and finite.all():  # the common case: every event took the columnar path
-        return Rows(fast.rows, fast.event_ids, fast.event_times, fast.features), dead
+        no_codes = np.zeros((len(fast.rows), 0), dtype=np.int64)
+        return Rows(fast.rows, fast.event_ids, fast.event_times, fast.features, no_codes), dead
     rows = np.concatenate([fast.rows[finite], slow.rows])
     order = np.argsort(rows, kind="stable")
     kept_fast: list[bool] = finite.tolist()
@@ -108,6 +122,9 @@ def decode_rows(
         event_ids=[ids[k] for k in order.tolist()],
         event_times=np.concatenate([fast.event_times[finite], slow.event_times])[order],
         features=np.concatenate([fast.features[finite], slow.features])[order],
+        codes=np.concatenate([np.zeros((int(finite.sum()), slow.codes.shape[1]), np.int64), slow.codes])[
+            order
+        ],
     )
     return merged, dead
 
@@ -128,19 +145,18 @@ def _decode_one_by_one(
             positions.append(i)
         except DecodeError as exc:
             dead.append(DeadLetter(messages[i], exc.reason, exc.detail))
-    matrix, rejected = features.extract(records)
-    for j, (reason, detail) in rejected.items():
+    out = features.extract(records)
+    for j, (reason, detail) in out.rejected.items():
         dead.append(DeadLetter(messages[positions[j]], reason, detail))
-    kept = [j for j in range(len(records)) if j not in rejected]
-    ids, times = [], []
-    for j in kept:
-        message, record = messages[positions[j]], records[j]
-        ids.append(str(record.get("event_id") or fallback_event_id(message)).encode())
-        event_time = record.get("event_time")
-        times.append(event_time if isinstance(event_time, int) else message.timestamp()[1])
+    kept = [positions[j] for j in out.kept.tolist()]
+    ids = [
+        (event_id if event_id is not None else fallback_event_id(messages[i])).encode()
+        for i, event_id in zip(kept, out.event_ids, strict=True)
+    ]
+    times = [
+        event_time if event_time is not None else messages[i].timestamp()[1]
+        for i, event_time in zip(kept, out.event_times, strict=True)
+    ]
     return Rows(
-        np.asarray([positions[j] for j in kept], dtype=np.int64),
-        ids,
-        np.asarray(times, dtype=np.int64),
-        matrix,
+        np.asarray(kept, dtype=np.int64), ids, np.asarray(times, dtype=np.int64), out.numeric, out.codes
     )

@@ -31,7 +31,7 @@ from driftline.config import Settings
 from driftline.errors import DeliveryError
 from driftline.health import Health, Watchdog
 from driftline.metrics import ServeMetrics
-from driftline.models.runtime import Predictor, TorchPredictor
+from driftline.models.runtime import Predictor, load_predictor
 from driftline.options import ServeOptions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, RegistryResolver, builtin_store
 from driftline.streams import kafka
@@ -262,7 +262,7 @@ class StreamProcessor:
         old, new = self.core.predictor.config, handoff.predictor.config
         self.core.predictor = handoff.predictor
         shadow = self.core.shadow
-        if shadow is not None and shadow.config.features != new.features:
+        if shadow is not None and shadow.config.input_spec.columns != new.input_spec.columns:
             log.warning(
                 "shadow v%s expects other features than live v%s: shadowing stops",
                 shadow.config.version,
@@ -290,13 +290,14 @@ class StreamProcessor:
                 log.info("shadowing of v%s ended", self.core.shadow.config.version)
             self.core.shadow = None
             return
-        if predictor.config.features != live.features:
+        if predictor.config.input_spec.columns != live.input_spec.columns:
             assert self.watcher is not None
             self.watcher.refuse(
                 handoff.control_offset,
                 predictor.config.version,
                 "feature-mismatch",
-                f"a shadow takes the live features {live.features}, not {predictor.config.features}",
+                f"a shadow takes the live input fields {[f.name for f in live.input_spec.inputs]} of the "
+                f"same kinds and categories, not {[f.name for f in predictor.config.input_spec.inputs]}",
             )
             return
         self.core.shadow = predictor
@@ -362,8 +363,17 @@ class StreamProcessor:
         partitions = result.partitions if self._same_partition else [kafka.ANY_PARTITION] * n
         kafka.produce_batch(self._producer, t.predictions, result.values, result.keys, partitions)
         if result.shadow_values:
+            shadow_partitions = (
+                result.shadow_partitions
+                if self._same_partition
+                else [kafka.ANY_PARTITION] * len(result.shadow_keys)
+            )
             kafka.produce_batch(
-                self._producer, t.shadow_predictions, result.shadow_values, result.keys, partitions
+                self._producer,
+                t.shadow_predictions,
+                result.shadow_values,
+                result.shadow_keys,
+                shadow_partitions,
             )
         self._dead_letters.write_batch(result.dead_letters)
         self._producer.poll(0)
@@ -445,7 +455,7 @@ def build_processor(
     if registry is None:
         registry = RegistryResolver.from_config(settings.registry_config())
     if isinstance(model, Path):
-        loaded = TorchPredictor.from_artifact(model, device)
+        loaded = load_predictor(model, device)
         loaded.warm_up()
         predictor: Predictor = loaded
     else:

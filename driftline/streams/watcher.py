@@ -24,7 +24,7 @@ from driftline.errors import DriftlineError, VerificationError
 from driftline.models.control import materialize
 from driftline.models.follower import Refusal, RegistryFollower, log_refusal
 from driftline.models.registry import Record
-from driftline.models.runtime import TorchPredictor
+from driftline.models.runtime import Predictor, load_predictor
 from driftline.streams.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Handoff:
     """A version ready to serve (or, for a shadow with no predictor, the end of shadowing)."""
 
     role: Role
-    predictor: TorchPredictor | None
+    predictor: Predictor | None
     record: Record | None
     control_offset: int
     control_time_ms: int
@@ -165,9 +165,7 @@ class ModelWatcher:
         origin, started = follower.origin(record), time.monotonic()
         try:
             directory = Path(self._workdir.name) / f"{record['version']}-{record['sha256'][:12]}"
-            predictor = TorchPredictor.from_artifact(
-                materialize(self.settings, record, directory), self._device
-            )
+            predictor = load_predictor(materialize(self.settings, record, directory), self._device)
             predictor.warm_up()
         except VerificationError as exc:
             self.refuse(origin.offset, str(record["version"]), exc.reason, exc.detail)

@@ -139,7 +139,7 @@ def labelled_rows(
         except (DecodeError, KeyError, TypeError, ValueError):
             bad_labels += 1  # the monitor dead-letters bad labels; training skips them
     events_read, event_span = read_windows(settings, event_windows, timeout, on_progress, stop)
-    rows, dead = decode_rows(events_read, decoder, FeatureExtractor(features))
+    rows, dead = decode_rows(events_read, decoder, FeatureExtractor.numeric(features))
     keep = [i for i, eid in enumerate(rows.event_ids) if eid in truth]
     y = np.array([truth[rows.event_ids[i]] for i in keep], dtype=np.int64)
     x, times = rows.features[keep], rows.event_times[keep]
