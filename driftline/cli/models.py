@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -216,31 +215,76 @@ def models_show(settings: Settings, name: str, version: str | None) -> None:
 def models_publish(
     settings: Settings, artifact: Path, status: str, uri: str | None, parent: str | None
 ) -> None:
-    """Upload ARTIFACT, sign its version record with the private key, and write it to the registry."""
-    from driftline.models.control import load_private_key, publish_version, write_records
-    from driftline.models.registry import promote_records
-    from driftline.models.signing import sign_version
+    """Upload ARTIFACT, sign its version record with the private key, and write it to the registry.
+
+    ARTIFACT is a built-in model's folder (`driftline models bootstrap`, `driftline train --once`) or
+    your own exported model's (`driftline.export(...)` in Python)."""
+    from driftline.models.control import load_private_key, publish_as
 
     settings = cluster_settings(settings)
     private = load_private_key(settings)
-    record = publish_version(settings, artifact, private, uri=uri, parent_version=parent)
+    record = publish_as(settings, artifact, private, status, uri=uri, parent_version=parent)
     name, version = record["model_name"], record["version"]
-    if status == "LIVE":
-        ledger, _ = _ledger(settings, verify=False)
-        now = int(time.time() * 1000)
-        write_records(
-            settings, [sign_version(r, private) for r in promote_records(ledger, name, version, now)]
-        )
-    elif status == "SHADOW":
-        from driftline.models.registry import status_record
-
-        write_records(
-            settings, [sign_version(status_record(record, "SHADOW", "published as shadow"), private)]
+    if not record.get("reference_profile"):
+        click.echo(
+            f"warning: {name} v{version} has no reference profile: the drift monitor can only alert on "
+            "labels. driftline.export(..., sample=...) writes one for classifiers (32 rows or more).",
+            err=True,
         )
     click.echo(
         f"Published {name} v{version} ({status.lower()}): {record['artifact_uri']}, "
         f"sha256 {record['sha256'][:16]}..."
     )
+
+
+@models.command("contract")
+@click.argument("name", required=False)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Read the contract from an artifact folder instead of the registry.",
+)
+@click.option(
+    "--spec", "as_spec", is_flag=True, help="Print the model's spec (fields, units, task), not Avro."
+)
+@click.pass_obj
+def models_contract(settings: Settings, name: str | None, model_dir: Path | None, as_spec: bool) -> None:
+    """The Avro schema a producer writes for NAME's live version (or --model-dir's model).
+
+    \b
+    Events in this schema, in Avro single-object framing (C3 01 + the schema's fingerprint), need no
+    --schema file: serve, the monitor and the trainer know the contract of the model they serve.
+    Any record schema with the same fields works too, given to serve with --schema or through a
+    Schema Registry. Fields: each input's kind, unit and categories are in its "doc"; numeric fields
+    may also be int, long, float or an Avro decimal, a categorical one an enum.
+    """
+    from driftline.models.spec import ModelSpec
+    from driftline.streams.records import contract_schema
+
+    if model_dir is not None:
+        from driftline.models.artifact import load_config
+
+        config = load_config(model_dir)
+        model, spec = config.name, config.input_spec
+    elif name is not None:
+        settings = cluster_settings(settings)
+        ledger, _ = _ledger(settings, verify=True)
+        record = ledger.live(name)
+        if record is None:
+            raise click.ClickException(f"{name} has no live version on the registry")
+        model = name
+        spec = (
+            ModelSpec.model_validate_json(record["spec"])
+            if record.get("spec")
+            else ModelSpec.numeric(record["features"], ["0", "1"])
+        )
+    else:
+        raise click.UsageError("name a model, or give --model-dir")
+    if as_spec:
+        click.echo(spec.model_dump_json(indent=2))
+    else:
+        click.echo(json.dumps(dict(contract_schema(model, spec).raw), indent=2))
 
 
 def _change(settings: Settings, plan: str, name: str, version: str | None) -> None:

@@ -182,6 +182,23 @@ def publish_version(
     return signed
 
 
+def publish_as(
+    settings: Settings, artifact_dir: Path, private_key: bytes, status: str = "CANDIDATE", **options: Any
+) -> Record:
+    """Publish an artifact as a candidate, or straight to ``LIVE`` or ``SHADOW``; returns the record
+    that gives it that status. ``options`` go to :func:`publish_version`."""
+    record = publish_version(settings, artifact_dir, private_key, **options)
+    name, version = str(record["model_name"]), str(record["version"])
+    if status == "LIVE":
+        written = promote(settings, private_key, name, version)
+        return next(r for r in written if r["version"] == version and r["status"] == "LIVE")
+    if status == "SHADOW":
+        shadowed = sign_version(status_record(record, "SHADOW", "published as shadow"), private_key)
+        write_records(settings, [shadowed])
+        return shadowed
+    return record
+
+
 def _code_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

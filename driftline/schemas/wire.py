@@ -194,6 +194,10 @@ class AvroDecoder:
         self._registry = registry
         self._readers: dict[bytes | int, tuple[Any, Any]] = {}
 
+    def learn(self, schema: AvroSchema) -> None:
+        """Accept events written in ``schema`` from now on (a served model's contract)."""
+        self._store.add(schema)
+
     def decode(self, payload: bytes | None) -> Record:
         """Decode one framed record or raise :class:`DecodeError` with a short reason."""
         if not payload:
@@ -260,7 +264,8 @@ class AvroEncoder:
         self.schema = schema
         self.header = header
         """The framing prefix written before each Avro body."""
-        self._parsed = schema.parsed
+        # users' records may carry Decimal and datetime values; Driftline's own are written as plain numbers
+        self._parsed = schema.parsed if schema.is_builtin or schema.logical is None else schema.logical
 
     @classmethod
     def single_object(cls, schema: AvroSchema) -> AvroEncoder:

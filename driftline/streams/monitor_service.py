@@ -55,7 +55,7 @@ from driftline.streams.kafka import (
     Producer,
     TopicPartition,
 )
-from driftline.streams.records import DeadLetter, SourceMessage, decode_rows, decoder_for
+from driftline.streams.records import DeadLetter, SourceMessage, contract_schema, decode_rows, decoder_for
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,9 @@ class MonitorService:
         self._profile = ReferenceProfile.from_json(text) if text else None
         spec = record.get("spec")
         if spec:  # a user's model: its own fields, kinds and units
-            self._features = FeatureExtractor(ModelSpec.model_validate_json(spec))
+            contract = ModelSpec.model_validate_json(spec)
+            self._features = FeatureExtractor(contract)
+            self._decoder.learn(contract_schema(str(record["model_name"]), contract))
         else:
             names = self._profile.feature_names if self._profile else record["features"]
             self._features = FeatureExtractor.numeric(list(names))

@@ -38,7 +38,7 @@ from driftline.models.runtime import Predictor
 from driftline.schemas.columnar import encode_predictions
 from driftline.schemas.wire import AvroDecoder, AvroEncoder, load_schema
 from driftline.streams.features import FeatureExtractor
-from driftline.streams.records import DeadLetter, Rows, SourceMessage, decode_rows
+from driftline.streams.records import DeadLetter, Rows, SourceMessage, contract_schema, decode_rows
 
 __all__ = ["BatchProcessor", "BatchResult", "DeadLetter", "SourceMessage"]
 
@@ -91,6 +91,8 @@ class BatchProcessor:
         self._predictor = predictor
         config = predictor.config
         self._features = FeatureExtractor(config.input_spec, f"model {config.name} version {config.version}")
+        if config.spec is not None:  # events in the model's contract need no --schema file
+            self._decoder.learn(contract_schema(config.name, config.spec))
         self._regression = config.input_spec.is_regression
 
     def process(self, messages: Sequence[SourceMessage], arrivals: Sequence[float]) -> BatchResult:

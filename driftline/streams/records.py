@@ -22,6 +22,7 @@ No Kafka here: the input is anything shaped like ``confluent_kafka.Message``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,9 @@ import numpy.typing as npt
 from driftline.config import Settings
 from driftline.errors import DecodeError
 from driftline.headers import Headers
+from driftline.models.spec import ModelSpec
 from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
-from driftline.schemas.wire import AvroDecoder, RegistryResolver, builtin_store
+from driftline.schemas.wire import AvroDecoder, AvroSchema, RegistryResolver, builtin_store
 from driftline.streams.features import FeatureExtractor
 
 
@@ -89,6 +91,19 @@ class Rows:
 def fallback_event_id(message: SourceMessage) -> str:
     """An id for events whose schema has none: their position in Kafka."""
     return f"{message.topic()}/{message.partition()}/{message.offset()}"
+
+
+def contract_schema(model_name: str, spec: ModelSpec) -> AvroSchema:
+    """The Avro schema a producer writes for ``model_name``'s contract; every service that serves the
+    model knows it, so events in it need no ``--schema`` file.
+
+    >>> from driftline.models.spec import InputField
+    >>> spec = ModelSpec.numeric(["a"], ["n", "y"])
+    >>> contract_schema("fraud-v2", spec).name
+    'io.driftline.user.fraud_v2.Event'
+    """
+    namespace = "io.driftline.user." + (re.sub(r"[^A-Za-z0-9_]", "_", model_name) or "model")
+    return AvroSchema.from_dict(spec.avro_schema("Event", namespace))
 
 
 def decoder_for(settings: Settings, schemas: Sequence[Path] = ()) -> AvroDecoder:
