@@ -113,7 +113,7 @@ def train(module: nn.Module, rows: list[dict[str, Any]], labels: list[int]) -> N
     for _ in range(60):
         optimiser.zero_grad()
         loss = nn.functional.cross_entropy(module(x, c), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
 
 
