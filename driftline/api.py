@@ -221,20 +221,25 @@ class Client:
         return ids
 
     def send_labels(self, labels: Iterable[tuple[str, Any]], *, event_time_ms: int | None = None) -> int:
-        """Produce ``(event_id, label)`` pairs; a label is a class name or index (classification)."""
+        """Produce ``(event_id, truth)`` pairs: a class name or index (classification), or the target's
+        value (regression)."""
         from driftline.streams import kafka
 
         task = self.spec.task
-        if not isinstance(task, Classification):
-            raise ModelError("numeric labels of a regression model are not supported by the Label schema yet")
         n = 0
         for event_id, label in labels:
-            index = task.classes.index(label) if isinstance(label, str) else int(label)
-            record = {
+            record: dict[str, Any] = {
                 "event_id": event_id,
                 "event_time": event_time_ms or int(time.time() * 1000),
-                "label": index,
             }
+            if not isinstance(task, Classification):
+                record["target"] = float(label)
+            elif isinstance(label, str):
+                if label not in task.classes:
+                    raise ModelError(f"{label!r} is not one of the model's classes {list(task.classes)}")
+                record["label"] = task.classes.index(label)
+            else:
+                record["label"] = int(label)
             kafka.produce(
                 self._producer, self.settings.topics.labels, self._labels.encode(record), event_id.encode()
             )

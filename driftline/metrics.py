@@ -165,6 +165,11 @@ class MonitorMetrics(ServiceMetrics):
         self.join_expired = Counter(
             "driftline_monitor_join_expired", "Predictions or labels expired unmatched.", registry=r
         )
+        self.label_mae = Gauge(
+            "driftline_monitor_label_mae",
+            "A regression model's mean absolute error over its last 1,000 labelled predictions.",
+            registry=r,
+        )
         self.join_pending = Gauge(
             "driftline_monitor_join_pending", "Predictions and labels waiting for their partner.", registry=r
         )

@@ -83,9 +83,14 @@ def test_labels_match_fastavro_and_malformed_ones_are_left_out() -> None:
         }
         for i in range(200)
     ]
-    payloads = [LABEL.encode(r) for r in records]
+    label_v1 = AvroEncoder.single_object(load_schema("label.v1.avsc"))
+    payloads = [(LABEL if i % 2 else label_v1).encode(r) for i, r in enumerate(records)]
     payloads += [payloads[0][:-1], payloads[1] + b"\x01", b"\xc3\x01"]
-    out = decode_labels(payloads, LABEL.schema.fingerprint)
+    named = {"event_id": "n", "event_time": 1, "class_name": "yes", "target": None}
+    valued = {"event_id": "t", "event_time": 1, "class_name": None, "target": 2.5}
+    payloads += [LABEL.encode(named), LABEL.encode(valued)]  # for fastavro: truth beyond a class index
+    writers = {LABEL.schema.fingerprint: True, label_v1.schema.fingerprint: False}
+    out = decode_labels(payloads, writers)
     assert out.rows.tolist() == list(range(200))
     assert out.event_ids == [r["event_id"] for r in records]
     assert out.labels.tolist() == [r["label"] for r in records]

@@ -8,6 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import socket
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import driftline
 from driftline.config import Settings
 from driftline.models import control
 from driftline.schemas import AvroEncoder, AvroSchema
-from driftline.services import SERVE_READY, service
+from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
 from tests.helpers import DECODER, dlq_headers, read_topic
 
@@ -184,7 +187,24 @@ REGRESSION = driftline.ModelSpec(
 )
 
 
-def test_a_regression_model_is_served_from_its_contract(
+def scrape(port: int, metric: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric + " ")]
+    return values[0] if values else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_a_regression_model_is_served_and_monitored_with_numeric_labels(
     registry: Settings, tmp_path: Path, keys: Path
 ) -> None:
     torch.manual_seed(1)
@@ -211,4 +231,21 @@ def test_a_regression_model_is_served_from_its_contract(
     got = np.array([by_id[i] for i in ids])
     assert float(np.abs(got - want).max()) <= 1e-4
     assert all(p["scores"] == [] for p in predictions)
+
+    # late ground truth: each target off by a known amount, so the monitor's MAE is known exactly
+    offsets = np.linspace(0.5, 1.5, len(ids))
+    port = free_port()
+    with (
+        driftline.Client(registry.model_name, settings=registry) as client,
+        service(
+            registry, tmp_path / "monitor.log", "monitor", "--metrics-port", str(port), ready=MONITOR_READY
+        ),
+    ):
+        client.send_labels((i, float(v) + d) for i, v, d in zip(ids, got, offsets, strict=True))
+        deadline = time.monotonic() + 90
+        while (scrape(port, "driftline_monitor_labels_joined_total") or 0) < len(ids):
+            assert time.monotonic() < deadline, "the monitor did not join every label within 90 s"
+            time.sleep(0.5)
+        mae = scrape(port, "driftline_monitor_label_mae")
+    assert mae == pytest.approx(float(offsets.mean()), abs=1e-4)
     assert all(p["predicted_class"] == -1 for p in predictions)

@@ -276,7 +276,10 @@ def check_exported(directory: Path, device: str = "cpu") -> tuple[ModelConfig, A
         head = path.read_bytes()[:4]
         if head.startswith(_PICKLE_MAGIC) or head == _ZIP_MAGIC:
             raise _refuse("pickle", f"{name} is a pickle (or a torch.save archive); artifacts are data only")
-    config = load_config(directory)
+    try:
+        config = load_config(directory)
+    except ModelError as exc:
+        raise _refuse("bad-artifact", str(exc)) from exc
     if config.architecture != ARCHITECTURE or config.spec is None:
         raise _refuse("bad-artifact", f"config.json must name architecture {ARCHITECTURE!r} and carry a spec")
     model = _load_graph(directory / ONNX_FILE)
@@ -294,6 +297,7 @@ def _load_graph(path: Path) -> Any:
         model = onnx.load_model_from_string(path.read_bytes())  # never follows external data
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise _refuse("bad-graph", f"{path.name} is not an ONNX model: {exc}") from exc
+    _check_contents(model)  # before the checker, which itself looks up external-data paths
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -301,23 +305,62 @@ def _load_graph(path: Path) -> Any:
     return model
 
 
-def _tensors(model: Any) -> Iterator[Any]:
-    """Every TensorProto in the graph: initializers and Constant/attribute tensors, subgraphs included."""
+def _messages(model: Any) -> Iterator[Any]:
+    """Every protobuf message in the model: graphs, functions and their nodes, attributes, subgraphs,
+    sparse tensors, metadata entries. A TensorProto is yielded but not opened (its data can be large)."""
+    import onnx
+    from google.protobuf.descriptor import FieldDescriptor
+
+    stack = [model]
+    while stack:
+        message = stack.pop()
+        yield message
+        if isinstance(message, onnx.TensorProto):
+            continue
+        for field, value in message.ListFields():
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                stack.extend(value if _repeated(field) else [value])
+
+
+def _strings(message: Any) -> Iterator[str | bytes]:
+    """The message's own string fields (protobuf hands back bytes for one that is not valid UTF-8)."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            yield from (value if _repeated(field) else [value])
+
+
+def _repeated(field: Any) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; `label` is gone in 7
+    return bool(repeated) if repeated is not None else bool(field.label == field.LABEL_REPEATED)
+
+
+def _check_contents(model: Any) -> None:
+    """No tensor anywhere (functions, sparse and attribute tensors included) refers to external data
+    or holds strings, and no text field anywhere holds pickle bytes."""
     import onnx
 
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
-        yield from graph.initializer
-        yield from (s.values for s in graph.sparse_initializer)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
-                yield from attr.tensors
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    graphs.append(attr.g)
-                graphs.extend(attr.graphs)
+    for message in _messages(model):
+        if isinstance(message, onnx.TensorProto):
+            if message.data_location == onnx.TensorProto.EXTERNAL or message.external_data:
+                where = {e.key: e.value for e in message.external_data}.get("location", "?")
+                raise _refuse(
+                    "external-data",
+                    f"tensor {message.name!r} refers to external data {where!r}; weights must be inside",
+                )
+            if message.data_type == onnx.TensorProto.STRING:
+                raise _refuse(
+                    "bad-graph", f"tensor {message.name!r} holds strings; served graphs hold numbers only"
+                )
+            texts: Iterator[str | bytes] = iter([message.name, message.doc_string])
+        else:
+            texts = _strings(message)
+        for text in texts:
+            raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+            if raw.lstrip()[:2] in _PICKLE_MAGIC:
+                kind = type(message).__name__
+                raise _refuse("pickle", f"a {kind} in the model holds pickle bytes in a text field")
 
 
 def _nodes(model: Any) -> Iterator[Any]:
@@ -335,20 +378,6 @@ def _nodes(model: Any) -> Iterator[Any]:
 def _check_graph(model: Any, spec: ModelSpec) -> None:
     import onnx
 
-    for tensor in _tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
-            where = {e.key: e.value for e in tensor.external_data}.get("location", "?")
-            raise _refuse(
-                "external-data",
-                f"tensor {tensor.name!r} refers to external data {where!r}; weights must be inside",
-            )
-        if tensor.data_type == onnx.TensorProto.STRING:
-            raise _refuse(
-                "bad-graph", f"tensor {tensor.name!r} holds strings; served graphs hold numbers only"
-            )
-    texts = [model.doc_string, model.graph.doc_string, *(p.value for p in model.metadata_props)]
-    if any(t.encode("utf-8", "surrogateescape").lstrip()[:2] in _PICKLE_MAGIC for t in texts):
-        raise _refuse("pickle", "the model's metadata holds pickle bytes")
     local = {(f.domain, f.name) for f in model.functions}
     for node in _nodes(model):
         if (node.domain, node.op_type) in local:

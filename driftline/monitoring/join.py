@@ -25,6 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 Ints = npt.NDArray[np.int64]
+Values = npt.NDArray[np.float64]
+"""Predicted and true values: class indices for classification (exact in float64), numbers for
+regression."""
 
 
 @dataclass
@@ -32,14 +35,20 @@ class Joined:
     """Predictions matched with their labels, in the order the matches were made."""
 
     event_ids: list[str] = field(default_factory=list)
-    predicted: Ints = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    labels: Ints = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    predicted: Values = field(default_factory=lambda: np.empty(0, dtype=np.float64))
+    labels: Values = field(default_factory=lambda: np.empty(0, dtype=np.float64))
     versions: list[str] = field(default_factory=list)
     event_times: Ints = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def errors(self) -> npt.NDArray[np.bool_]:
+        """Classification: whether each prediction was wrong."""
         return np.asarray(self.predicted != self.labels, dtype=np.bool_)
+
+    @property
+    def abs_errors(self) -> Values:
+        """Regression: each prediction's absolute error, in the target's unit."""
+        return np.abs(self.predicted - self.labels)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -54,9 +63,9 @@ class LabelJoin:
     def __init__(self, ttl_ms: int, max_pending: int = 2_000_000) -> None:
         self.ttl_ms = ttl_ms
         self.max_pending = max_pending
-        self._predictions: OrderedDict[str, tuple[int, str, int]] = OrderedDict()
+        self._predictions: OrderedDict[str, tuple[float, str, int]] = OrderedDict()
         """event id -> (predicted class, model version, event time)."""
-        self._labels: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._labels: OrderedDict[str, tuple[float, int]] = OrderedDict()
         """event id -> (label, event time)."""
         self.expired = 0
         """Entries dropped unmatched so far (by age or by the cap)."""
@@ -67,12 +76,16 @@ class LabelJoin:
         return len(self._predictions), len(self._labels)
 
     def add_predictions(
-        self, event_ids: Sequence[str], predicted: Ints, versions: Sequence[str], event_times: Ints
+        self, event_ids: Sequence[str], predicted: npt.ArrayLike, versions: Sequence[str], event_times: Ints
     ) -> Joined:
-        out: list[tuple[str, int, int, str, int]] = []
+        out: list[tuple[str, float, float, str, int]] = []
         waiting, labels = self._predictions, self._labels
         for event_id, p, v, t in zip(
-            event_ids, predicted.tolist(), versions, event_times.tolist(), strict=True
+            event_ids,
+            np.asarray(predicted, dtype=np.float64).tolist(),
+            versions,
+            event_times.tolist(),
+            strict=True,
         ):
             label = labels.pop(event_id, None)
             if label is None:
@@ -82,10 +95,12 @@ class LabelJoin:
         self._cap()
         return _joined(out)
 
-    def add_labels(self, event_ids: Sequence[str], labels: Ints, event_times: Ints) -> Joined:
-        out: list[tuple[str, int, int, str, int]] = []
+    def add_labels(self, event_ids: Sequence[str], labels: npt.ArrayLike, event_times: Ints) -> Joined:
+        out: list[tuple[str, float, float, str, int]] = []
         waiting, predictions = self._labels, self._predictions
-        for event_id, y, t in zip(event_ids, labels.tolist(), event_times.tolist(), strict=True):
+        for event_id, y, t in zip(
+            event_ids, np.asarray(labels, dtype=np.float64).tolist(), event_times.tolist(), strict=True
+        ):
             prediction = predictions.pop(event_id, None)
             if prediction is None:
                 waiting[event_id] = (y, t)
@@ -113,14 +128,32 @@ class LabelJoin:
                 self.expired += 1
 
 
-def _joined(rows: list[tuple[str, int, int, str, int]]) -> Joined:
+class RecentMean:
+    """The mean of the last ``window`` values (a regression model's recent absolute error).
+
+    >>> m = RecentMean(window=3)
+    >>> m.add(np.array([1.0, 2.0])), m.add(np.array([3.0, 5.0]))
+    (1.5, 3.3333333333333335)
+    """
+
+    def __init__(self, window: int) -> None:
+        self._values: npt.NDArray[np.float64] = np.empty(0)
+        self.window = window
+
+    def add(self, values: npt.ArrayLike) -> float | None:
+        """Add values; the mean of the last ``window`` (None while there are none)."""
+        self._values = np.concatenate([self._values, np.asarray(values, dtype=np.float64)])[-self.window :]
+        return float(self._values.mean()) if len(self._values) else None
+
+
+def _joined(rows: list[tuple[str, float, float, str, int]]) -> Joined:
     if not rows:
         return Joined()
     ids, predicted, labels, versions, times = zip(*rows, strict=True)
     return Joined(
         list(ids),
-        np.asarray(predicted, dtype=np.int64),
-        np.asarray(labels, dtype=np.int64),
+        np.asarray(predicted, dtype=np.float64),
+        np.asarray(labels, dtype=np.float64),
         list(versions),
         np.asarray(times, dtype=np.int64),
     )

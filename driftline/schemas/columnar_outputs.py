@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from driftline.schemas.columnar import (
     _HEADER,
@@ -38,15 +39,23 @@ from driftline.schemas.columnar import (
 )
 
 
-def _skip_tail(buf: Bytes, pos: Int64s, end: Int64s, ok: Mask, has_tail: Mask) -> Int64s:
+def _skip_tail(
+    buf: Bytes, pos: Int64s, end: Int64s, ok: Mask, has_tail: Mask
+) -> tuple[Int64s, npt.NDArray[np.float64]]:
     """Past ``predicted_label`` (null or a string) and ``value`` (null or a double) where the writer has
-    them; a row with any other union branch ends up off its end (and so goes to fastavro)."""
+    them, and the values (NaN where null); a row with any other union branch ends up off its end (and
+    so goes to fastavro)."""
     label, after, ok = _read_long(buf, pos, end, ok & has_tail)
     length, text_at, _ = _read_long(buf, after, end, ok)
     after = np.where(label == 1, text_at + length, np.where(label == 0, after, end + 1))
     value, past, _ = _read_long(buf, after, end, ok & (after < end))
+    has_value = ok & has_tail & (value == 1) & (past + 8 <= end)
+    values = np.full(len(pos), np.nan)
+    if has_value.any():
+        at = past[has_value]
+        values[has_value] = buf[at[:, None] + np.arange(8)].copy().view("<f8").reshape(-1)
     past = np.where(value == 1, past + 8, np.where(value == 0, past, end + 1))
-    return np.where(has_tail, np.where(ok, past, end + 1), pos)
+    return np.where(has_tail, np.where(ok, past, end + 1), pos), values
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class DecodedPredictions:
     versions: list[str]
     scores: Floats
     predicted: Int64s
+    values: npt.NDArray[np.float64]
+    """A regression model's predicted values (NaN for classification)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ def decode_predictions(
     version_at, version_end, ok = _read_string(buf, name_end, end, ok)
     scores_at, pos, ok = _read_float_block(buf, version_end, end, ok, n_classes)
     predicted, pos, ok = _read_long(buf, pos, end, ok)
-    pos = _skip_tail(buf, pos + 4, end, ok, has_tail)  # processing_ms, then the version 2 unions
+    pos, values = _skip_tail(buf, pos + 4, end, ok, has_tail)  # processing_ms, then version 2's unions
     ok &= pos == end
     ok &= (predicted >= -(2**31)) & (predicted < 2**31)  # an Avro int
     segments = np.column_stack([id_at, id_end, name_at, name_end, version_at, version_end])
@@ -95,18 +106,26 @@ def decode_predictions(
         _strings(batch, version_at[keep], version_end[keep], repeated=True),
         _gather_floats(buf, scores_at[keep], n_classes),
         predicted[keep],
+        values[keep],
     )
 
 
-def decode_labels(payloads: Sequence[bytes], fingerprint: bytes) -> DecodedLabels:
+def decode_labels(payloads: Sequence[bytes], writer_fingerprints: Mapping[bytes, bool]) -> DecodedLabels:
+    """Labels by class index; ``writer_fingerprints`` maps each accepted Label writer to whether it has
+    version 2's ``class_name`` and ``target`` unions (rows that use them go to fastavro)."""
     batch = _Batch.join(payloads)
-    rows, _ = _framed_rows(batch, {fingerprint: False})
+    rows, has_tail = _framed_rows(batch, writer_fingerprints)
     buf, end = batch.buf, batch.ends[rows]
     ok = np.ones(len(rows), dtype=np.bool_)
     id_at, id_end, ok = _read_string(buf, batch.starts[rows] + _HEADER, end, ok)
     times, pos, ok = _read_long(buf, id_end, end, ok)
     labels, pos, ok = _read_long(buf, pos, end, ok)
-    ok &= (pos == end) & (labels >= -(2**31)) & (labels < 2**31)
+    null_tail = (
+        (pos + 2 == end)
+        & (buf[np.minimum(pos, len(buf) - 2)] == 0)
+        & (buf[np.minimum(pos + 1, len(buf) - 1)] == 0)
+    )
+    ok &= np.where(has_tail, null_tail, pos == end) & (labels >= -(2**31)) & (labels < 2**31)
     ok = _valid_utf8(batch, np.column_stack([id_at, id_end]), ok)
     keep = np.flatnonzero(ok)
     return DecodedLabels(rows[keep], _strings(batch, id_at[keep], id_end[keep]), times[keep], labels[keep])

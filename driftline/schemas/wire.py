@@ -138,6 +138,7 @@ BUILTIN_SCHEMA_FILES = (
     "input_event.avsc",
     "prediction.v1.avsc",
     "prediction.avsc",
+    "label.v1.avsc",
     "label.avsc",
     "model_version.v1.avsc",
     "model_version.avsc",

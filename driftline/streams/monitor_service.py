@@ -30,14 +30,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from driftline.config import Settings
 from driftline.errors import ConfigError, DecodeError
 from driftline.health import Health
 from driftline.metrics import MonitorMetrics
 from driftline.models.follower import RegistryFollower, logged
-from driftline.models.spec import ModelSpec
-from driftline.monitoring.join import Joined, LabelJoin
+from driftline.models.spec import Classification, ModelSpec
+from driftline.monitoring.join import Joined, LabelJoin, RecentMean
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import MonitorOptions
@@ -66,7 +67,10 @@ _PREDICTION_WRITERS = {
     load_schema("prediction.v1.avsc").fingerprint: False,
     load_schema("prediction.avsc").fingerprint: True,
 }
-_LABEL_FP = load_schema("label.avsc").fingerprint
+_LABEL_WRITERS = {
+    load_schema("label.v1.avsc").fingerprint: False,
+    load_schema("label.avsc").fingerprint: True,
+}
 
 
 def policy_of(options: MonitorOptions) -> MonitorPolicy:
@@ -124,6 +128,9 @@ class MonitorService:
             on_reduced=lambda why: self.metrics.dead_letters_reduced.labels(why).inc(),
         )
         self._profile: ReferenceProfile | None = None
+        self._spec: ModelSpec | None = None
+        """The live version's contract, when it has one (a user's own model)."""
+        self._abs_errors = RecentMean(window=1000)
         self._features: FeatureExtractor | None = None
         self._next_checkpoint = 0.0
         self._next_status = 0.0
@@ -243,10 +250,10 @@ class MonitorService:
         text = record.get("reference_profile")
         self._profile = ReferenceProfile.from_json(text) if text else None
         spec = record.get("spec")
-        if spec:  # a user's model: its own fields, kinds and units
-            contract = ModelSpec.model_validate_json(spec)
-            self._features = FeatureExtractor(contract)
-            self._decoder.learn(contract_schema(str(record["model_name"]), contract))
+        self._spec = ModelSpec.model_validate_json(spec) if spec else None
+        if self._spec is not None:  # a user's model: its own fields, kinds and units
+            self._features = FeatureExtractor(self._spec)
+            self._decoder.learn(contract_schema(str(record["model_name"]), self._spec))
         else:
             names = self._profile.feature_names if self._profile else record["features"]
             self._features = FeatureExtractor.numeric(list(names))
@@ -302,18 +309,21 @@ class MonitorService:
         """Canonical predictions are read for the whole batch at once; any other goes through
         fastavro, which names the reason when one is bad."""
         payloads = [m.value() or b"" for m in messages]
-        n_classes = self._profile.n_classes if self._profile is not None else 2
+        regression = self._spec is not None and self._spec.is_regression
+        n_classes = 0 if regression else self._profile.n_classes if self._profile is not None else 2
         fast = decode_predictions(payloads, _PREDICTION_WRITERS, n_classes)
         ids, versions = fast.event_ids, fast.versions
-        predicted, times, scores = fast.predicted, fast.event_times, fast.scores
+        predicted: npt.NDArray[Any] = fast.values if regression else fast.predicted
+        times, scores = fast.event_times, fast.scores
         rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
         if len(rest):
             slow = [self._decode_prediction(messages[i]) for i in rest.tolist()]
             good = [r for r in slow if r is not None]
             ids = [*ids, *(r["event_id"] for r in good)]
             versions = [*versions, *(r["model_version"] for r in good)]
+            field = "value" if regression else "predicted_class"
             predicted = np.concatenate(
-                [predicted, np.array([r["predicted_class"] for r in good], dtype=np.int64)]
+                [predicted, np.array([np.nan if r.get(field) is None else r[field] for r in good])]
             )
             times = np.concatenate([times, np.array([r["event_time"] for r in good], dtype=np.int64)])
             same = [r["scores"] for r in good if len(r["scores"]) == n_classes]
@@ -323,7 +333,7 @@ class MonitorService:
                 scores = scores[:0]
         if not ids:
             return
-        if len(scores) == len(ids):
+        if len(scores) == len(ids) and not regression:
             self.monitor.observe_predictions(scores, versions, now)
         self._errors(self.join.add_predictions(ids, predicted, versions, times), now)
 
@@ -339,29 +349,58 @@ class MonitorService:
 
     def _labels(self, messages: list[Message], now: int) -> None:
         payloads = [m.value() or b"" for m in messages]
-        fast = decode_labels(payloads, _LABEL_FP)
-        ids, labels, times = fast.event_ids, fast.labels, fast.event_times
+        fast = decode_labels(payloads, _LABEL_WRITERS)
+        ids, times = fast.event_ids, fast.event_times
+        labels: npt.NDArray[Any] = fast.labels
         rest = np.setdiff1d(np.arange(len(messages)), fast.rows)
+        if self._spec is not None and self._spec.is_regression:  # class indices are no regression truth
+            rest = np.arange(len(messages))
+            ids, labels, times = [], labels[:0], times[:0]
         extra_ids, extra_labels, extra_times = [], [], []
         for i in rest.tolist():
             try:
                 r = self._decoder.decode(payloads[i])
+                extra_labels.append(self._truth(r))
                 extra_ids.append(str(r["event_id"]))
-                extra_labels.append(int(r["label"]))
                 extra_times.append(int(r["event_time"]))
             except (DecodeError, KeyError, TypeError, ValueError) as exc:
                 self._dead_letter(messages[i], getattr(exc, "reason", "bad-type"), str(exc))
         if extra_ids:
             ids = [*ids, *extra_ids]
-            labels = np.concatenate([labels, np.array(extra_labels, dtype=np.int64)])
+            labels = np.concatenate([labels, np.array(extra_labels, dtype=np.float64)])
             times = np.concatenate([times, np.array(extra_times, dtype=np.int64)])
         if ids:
             self._errors(self.join.add_labels(ids, labels, times), now)
 
+    def _truth(self, record: Mapping[str, Any]) -> float:
+        """A label record's truth: a class index, or a regression target."""
+        spec = self._spec
+        if spec is not None and spec.is_regression:
+            if record.get("target") is None:
+                raise DecodeError(
+                    "no-target", f"a label of regression model {spec.task} needs a target value"
+                )
+            return float(record["target"])
+        name = record.get("class_name")
+        if name is None:
+            return float(int(record["label"]))
+        classes = spec.task.classes if spec is not None and isinstance(spec.task, Classification) else ()
+        if name not in classes:
+            raise DecodeError(
+                "unknown-class", f"class_name {name!r} is not one of the model's classes {list(classes)}"
+            )
+        return float(classes.index(name))
+
     def _errors(self, joined: Joined, now: int) -> None:
-        if len(joined):
-            self.metrics.joined.inc(len(joined))
-            self.monitor.observe_errors(joined.errors, joined.versions, now, joined.event_times)
+        if not len(joined):
+            return
+        self.metrics.joined.inc(len(joined))
+        if self._spec is not None and self._spec.is_regression:
+            mae = self._abs_errors.add(joined.abs_errors)
+            if mae is not None:
+                self.metrics.label_mae.set(mae)
+            return  # error-rise detection for regression: see issue 11
+        self.monitor.observe_errors(joined.errors, joined.versions, now, joined.event_times)
 
     def _dead_letter(self, message: SourceMessage, reason: str, detail: str) -> None:
         self._dead.append(DeadLetter(message, reason, detail))

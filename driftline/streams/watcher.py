@@ -173,6 +173,10 @@ class ModelWatcher:
         except DriftlineError as exc:  # an artifact that does not load is refused like a forged one
             self.refuse(origin.offset, str(record["version"]), "bad-artifact", str(exc))
             return
+        except Exception as exc:  # an artifact is untrusted input: whatever it makes a loader raise,
+            log.exception("loading %s v%s failed unexpectedly", self.model_name, record["version"])
+            self.refuse(origin.offset, str(record["version"]), "bad-artifact", f"{type(exc).__name__}: {exc}")
+            return  # serving goes on with what is loaded
         handoff = Handoff(
             role, predictor, record, origin.offset, origin.timestamp_ms, time.monotonic() - started
         )
