@@ -366,8 +366,9 @@ def _event_times(
     if spec.field is None:
         return [None] * len(records)
     values = [r.get(spec.field) for r in records]
-    if {type(v) for v in values} <= {int} and spec.unit != "iso8601":  # the common case, vectorised
-        raw = np.asarray(values, dtype=np.int64)
+    ints = {type(v) for v in values} <= {int}
+    if ints and spec.unit != "iso8601" and _fits_int64(values, 1000 if spec.unit == "seconds" else 1):
+        raw = np.asarray(values, dtype=np.int64)  # the common case, vectorised
         millis = {"millis": raw, "micros": raw // 1000, "nanos": raw // 1_000_000, "seconds": raw * 1000}[
             spec.unit
         ]
@@ -391,6 +392,12 @@ def _event_times(
                 ),
             )
     return times
+
+
+def _fits_int64(values: Sequence[Any], scale: int) -> bool:
+    """Whether every value times ``scale`` fits an int64 (else the exact, per-value path)."""
+    bound = 2**63 // scale
+    return not values or (min(values) >= -bound and max(values) < bound)
 
 
 def _millis(value: Any, unit: TimeUnit) -> int | None:

@@ -22,6 +22,7 @@ No Kafka here: the input is anything shaped like ``confluent_kafka.Message``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +114,23 @@ def decoder_for(settings: Settings, schemas: Sequence[Path] = ()) -> AvroDecoder
     return AvroDecoder(store, RegistryResolver.from_config(settings.registry_config()))
 
 
+def decode_record(payload: bytes | None, decoder: AvroDecoder) -> dict[str, Any]:
+    """One event as a record: Avro in either framing, or a JSON object (for systems without Avro).
+
+    >>> decode_record(b' {"event_id": "e1", "amount": 12.5}', AvroDecoder(builtin_store()))
+    {'event_id': 'e1', 'amount': 12.5}
+    """
+    if payload and payload.lstrip()[:1] == b"{":  # never Avro: single-object starts C3 01, Confluent 00
+        try:
+            record = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise DecodeError("undecodable", f"invalid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise DecodeError("undecodable", "a JSON event must be an object")
+        return record
+    return decoder.decode(payload)
+
+
 def decode_rows(
     messages: Sequence[SourceMessage], decoder: AvroDecoder, features: FeatureExtractor
 ) -> tuple[Rows, list[DeadLetter]]:
@@ -156,7 +174,7 @@ def _decode_one_by_one(
     records: list[dict[str, Any]] = []
     for i in rows:
         try:
-            records.append(decoder.decode(messages[i].value()))
+            records.append(decode_record(messages[i].value(), decoder))
             positions.append(i)
         except DecodeError as exc:
             dead.append(DeadLetter(messages[i], exc.reason, exc.detail))
