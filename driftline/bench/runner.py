@@ -2,7 +2,8 @@
 
 1. Produce ``events`` Agrawal events once to an input topic (same data for every contender).
 2. Each contender runs in its own process, consumes that topic with a fresh group and writes its own
-   output topic: the passthrough limit, ``serve``, and a faust-streaming agent.
+   output topic: the passthrough limit, ``serve``, a faust-streaming agent and a Quix Streams app (on
+   the interpreter of its own cached virtualenv, :mod:`driftline.bench.quix_env`).
 3. ``serve`` runs again as ``driftline serve`` on a fresh topic while events arrive at half its
    saturated rate, then at a quarter; latency is each prediction's broker timestamp (set when
    ``serve`` produced it) minus its event time. The load generator and the broker share the machine.
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from driftline.bench import quix_env
 from driftline.config import Settings
 from driftline.models.artifact import copy_as_version
 from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
@@ -45,15 +47,26 @@ Log = Callable[[str], None]
 class BenchOptions:
     events: int = 100_000
     faust_events: int = 20_000
+    quix_events: int = 10_000
+    """Events for the Quix Streams app (one message at a time, so slow); 0 leaves it out."""
     latency_seconds: float = 10.0
     max_batch: int = 2000
     device: str = "auto"
     timeout_s: float = 300.0
 
 
-def _contender(args: list[str], timeout_s: float) -> dict[str, float]:
+def _contender(
+    args: list[str], timeout_s: float, python: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run ``python -m ARGS`` (this interpreter by default) and return the JSON line it printed last;
+    the process is killed on timeout and on Ctrl-C."""
     done = subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout_s + 120, check=False
+        [str(python or sys.executable), "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s + 120,
+        check=False,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -61,11 +74,33 @@ def _contender(args: list[str], timeout_s: float) -> dict[str, float]:
     return result
 
 
+def prepare_quix(settings: Settings, opts: BenchOptions, log: Log) -> Path | None:
+    """The Quix Streams venv's interpreter (built on first use), checked to import quixstreams and its
+    confluent-kafka from its own site-packages; ``None`` when the bench leaves Quix out."""
+    if opts.quix_events < 1:
+        return None
+    python = quix_env.ensure_venv(settings.cache_dir, log)
+    versions = quix_env.check(python)
+    log(
+        f"Quix Streams {versions['quixstreams']} on confluent-kafka {versions['confluent_kafka']}"
+        f" (librdkafka {versions['librdkafka']}) from {python.parent.parent}"
+    )
+    return python
+
+
 def measure_throughput(
-    settings: Settings, model_dir: Path, opts: BenchOptions, run: str, log: Log
+    settings: Settings,
+    model_dir: Path,
+    opts: BenchOptions,
+    run: str,
+    log: Log,
+    quix_python: Path | None = None,
 ) -> dict[str, dict[str, float]]:
+    """Each contender's ``{"events", "seconds", "eps"}`` on the same events; ``quix`` only with
+    ``quix_python`` (from :func:`prepare_quix`)."""
     base = settings.model_copy(update={"topics": settings.topics.scoped(f"bench-{run}.tput")})
-    outs = {name: f"{base.topics.events}.{name}" for name in ("passthrough", "serve", "serve_eos", "faust")}
+    names = ("passthrough", "serve", "serve_eos", "faust", "quix")
+    outs = {name: f"{base.topics.events}.{name}" for name in names}
     kafka.create_topics(base)
     kafka.create_topics(base, list(outs.values()))
     data = generate("agrawal", opts.events, seed=11)
@@ -168,6 +203,29 @@ def measure_throughput(
         ],
         opts.timeout_s,
     )
+    if quix_python is not None:
+        n_quix = min(opts.quix_events, opts.events)
+        log(f"Quix Streams app (one message per sdf.apply) on the first {n_quix:,} events")
+        results["quix"] = _contender(
+            [
+                "driftline.bench.quix_agent",
+                "--bootstrap-servers",
+                str(base.bootstrap_servers),
+                "--in-topic",
+                base.topics.events,
+                "--out-topic",
+                outs["quix"],
+                "--events",
+                str(n_quix),
+                "--model",
+                str(model_dir),
+                "--timeout",
+                str(opts.timeout_s),
+            ],
+            opts.timeout_s,
+            python=quix_python,
+            env=quix_env.agent_env(),
+        )
     return results
 
 
@@ -302,7 +360,8 @@ def _prediction_latencies(settings: Settings, expected: int, timeout_s: float) -
 
 def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
-    tput = measure_throughput(settings, model_dir, opts, run, log)
+    quix_python = prepare_quix(settings, opts, log)  # first: a venv that cannot be built fails fast
+    tput = measure_throughput(settings, model_dir, opts, run, log, quix_python)
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         half = measure_latency(settings, model_dir, opts, tput["serve"]["eps"] / 2, f"{run}h", Path(tmp), log)
         quarter = measure_latency(
@@ -310,6 +369,7 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         )
         swap = measure_swap(settings, model_dir, opts, tput["serve"]["eps"] / 2, f"{run}s", Path(tmp), log)
     passthrough, serve, faust = (tput[k]["eps"] for k in ("passthrough", "serve", "faust"))
+    quix = tput["quix"]["eps"] if "quix" in tput else None
     return {
         "events": opts.events,
         "faust_events": min(opts.faust_events, opts.events),
@@ -317,12 +377,16 @@ def run_bench(settings: Settings, model_dir: Path, opts: BenchOptions, log: Log)
         "serve_eps": serve,
         "serve_exactly_once_eps": tput["serve_eos"]["eps"],
         "faust_eps": faust,
+        "quix_events": int(tput["quix"]["events"]) if "quix" in tput else 0,
+        "quix_eps": quix,
         "monitor_eps": tput["monitor"]["eps"],
         "monitor_vs_serve": tput["monitor"]["eps"] / serve,
         "monitor_half_sample_stream_eps": tput["monitor_half"]["stream_eps"],
         "monitor_half_sample_vs_serve": tput["monitor_half"]["stream_eps"] / serve,
         "serve_vs_passthrough": serve / passthrough,
         "serve_vs_faust": serve / faust,
+        "serve_vs_quix": serve / quix if quix else None,
+        "quixstreams_version": quix_env.QUIXSTREAMS_VERSION if quix else None,
         "latency_rate_eps": half["rate"],
         "p50_ms": half["p50_ms"],
         "p99_ms": half["p99_ms"],

@@ -185,6 +185,12 @@ def demo(
 @main.group(invoke_without_command=True)
 @click.option("--events", default=100000, show_default=True, help="Events for passthrough and serve.")
 @click.option("--faust-events", default=20000, show_default=True, help="Events for the (slow) faust agent.")
+@click.option(
+    "--quix-events",
+    default=10000,
+    show_default=True,
+    help="Events for the Quix Streams app (one message at a time, slow); 0 leaves it out.",
+)
 @click.option("--latency-seconds", default=10.0, show_default=True, help="Length of the latency run.")
 @click.option("--max-batch", default=2000, show_default=True)
 @DEVICE_OPTION
@@ -200,19 +206,29 @@ def bench(
     ctx: click.Context,
     events: int,
     faust_events: int,
+    quix_events: int,
     latency_seconds: float,
     max_batch: int,
     device: str,
     model_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Measure serve against the passthrough limit and a faust agent, side by side, plus latency.
+    """Measure serve against the passthrough limit, a faust agent and a Quix Streams app, side by side,
+    plus latency.
 
     Every contender reads the same events from the same broker in its own process; throughput runs
-    from the first event consumed to the last output acknowledged. Latency is measured with events
-    offered at half of serve's saturated rate (prediction produced minus event time), at a quarter,
-    and at half rate again while a new model version goes live every second (hot swap). The drift
-    monitor reads the same events with their predictions and labels.
+    from the first event consumed to the last output acknowledged. The faust agent and the Quix app
+    decode, score and encode with serve's own code, so only the framework differs: faust in batches
+    (stream.take_events), Quix one message per sdf.apply, the way Quix processes. Latency is measured
+    with events offered at half of serve's saturated rate (prediction produced minus event time), at a
+    quarter, and at half rate again while a new model version goes live every second (hot swap). The
+    drift monitor reads the same events with their predictions and labels.
+
+    Quix Streams pins an older confluent-kafka than Driftline's, so it runs from its own virtualenv,
+    <cache>/quix-venv-<key> (cache: $DRIFTLINE_CACHE_DIR, default ~/.cache/driftline; key: the pinned
+    quixstreams release, the interpreter and Driftline's virtualenv, which it sees after its own). The
+    first bench builds it with pip (a minute or so; needs PyPI or your pip index once), later runs
+    reuse it. --quix-events 0 leaves Quix out.
 
     `driftline bench drift` judges the drift detectors instead (no broker).
     """
@@ -230,6 +246,7 @@ def bench(
     opts = BenchOptions(
         events=events,
         faust_events=faust_events,
+        quix_events=quix_events,
         latency_seconds=latency_seconds,
         max_batch=max_batch,
         device=device,
@@ -244,6 +261,14 @@ def bench(
             bootstrap_model(model_dir, device=device)
         r = run_bench(settings.model_copy(update={"bootstrap_servers": servers}), model_dir, opts, say)
     verdict = {True: "meets the bar", False: "BELOW the bar"}
+    quix_rows = (
+        [
+            ("Quix Streams app", f"{r['quix_eps']:,.0f} events/s (quixstreams {r['quixstreams_version']})"),
+            ("serve / quix", f"{r['serve_vs_quix']:.1f}x  ({verdict[r['serve_vs_quix'] >= 3]}: 3x)"),
+        ]
+        if r["quix_eps"]
+        else []
+    )
     _print_table(
         "driftline bench",
         [
@@ -251,6 +276,7 @@ def bench(
             ("serve", f"{r['serve_eps']:,.0f} events/s"),
             ("serve --exactly-once", f"{r['serve_exactly_once_eps']:,.0f} events/s"),
             ("faust agent", f"{r['faust_eps']:,.0f} events/s"),
+            *quix_rows[:1],
             (
                 "monitor (event + prediction + label)",
                 f"{r['monitor_eps']:,.0f} events/s ({r['monitor_vs_serve']:.2f}x serve)",
@@ -265,6 +291,7 @@ def bench(
                 f"{r['serve_vs_passthrough']:.2f}  ({verdict[r['serve_vs_passthrough'] >= 0.5]}: 0.5)",
             ),
             ("serve / faust", f"{r['serve_vs_faust']:.1f}x  ({verdict[r['serve_vs_faust'] >= 10]}: 10x)"),
+            *quix_rows[1:],
             (
                 "latency p50 / p99, half rate",
                 f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms at {r['latency_rate_eps']:,.0f} events/s",
