@@ -34,6 +34,7 @@ COMMANDS = [
     ["models", "keygen"],
     ["models", "list"],
     ["models", "show"],
+    ["models", "contract"],
     ["models", "publish"],
     ["models", "promote"],
     ["models", "rollback"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from driftline.cli import (
 from driftline.config import Settings
 from driftline.health import Health
 from driftline.options import MonitorOptions, ServeOptions
+
+if TYPE_CHECKING:
+    from driftline.models.spec import ModelSpec
 
 log = logging.getLogger("driftline")
 
@@ -110,6 +113,19 @@ def serve(
 # -- produce / tail ----------------------------------------------------------------------------
 
 
+_SYNTHETIC_ONLY = (
+    "generator",
+    "count",
+    "seed",
+    "drift_at",
+    "drift_width",
+    "labels",
+    "malformed_every",
+    "run_id",
+)
+_FILE_ONLY = ("model_dir", "model_name", "label_column", "mappings", "limit", "write_schema")
+
+
 @main.command()
 @click.option("--generator", type=click.Choice(["agrawal", "sea"]), default="agrawal", show_default=True)
 @click.option("--count", default=10000, show_default=True, help="Events to send (the loop is bounded).")
@@ -129,6 +145,47 @@ def serve(
     help="Corrupt every Nth event (to see the dead-letter path).",
 )
 @click.option("--run-id", default=None, help="Prefix of event ids (default: random).")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Send the rows of this CSV (.csv, .tsv, .csv.gz) or Parquet (.parquet, .pq) file as events "
+    "of a model's contract instead of synthetic ones.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="With --from: take the contract from this artifact directory.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="With --from: take the contract from this model's live version in the registry "
+    "[default: the configured model_name].",
+)
+@click.option(
+    "--label-column",
+    default=None,
+    metavar="COLUMN",
+    help="With --from: also send this column as labels (class names or indices) to the labels topic.",
+)
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="With --from: read the contract's FIELD from the file's COLUMN (repeatable).",
+)
+@click.option("--limit", type=int, default=None, help="With --from: send at most this many rows.")
+@click.option(
+    "--write-schema",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --from: also write the events' Avro schema (.avsc) here, for other producers and tools.",
+)
 @click.pass_obj
 def produce(
     settings: Settings,
@@ -141,16 +198,72 @@ def produce(
     labels: bool,
     malformed_every: int,
     run_id: str | None,
+    from_file: Path | None,
+    model_dir: Path | None,
+    model_name: str | None,
+    label_column: str | None,
+    mappings: tuple[str, ...],
+    limit: int | None,
+    write_schema: Path | None,
 ) -> None:
-    """Send labelled synthetic events (River's Agrawal or SEA) as a business system would."""
+    """Send events as a business system would: synthetic ones (River's Agrawal or SEA, labelled), or
+    the rows of a file with --from.
+
+    \b
+    From a file (--from FILE):
+      driftline produce --from sales.parquet --model-dir ./model --label-column outcome --rate 500
+      driftline serve --model ./model
+    Each row becomes one event of the model's contract (its input fields, event id and event time),
+    taken from --model-dir, or from the live version of --model in the registry. Columns are named
+    like the fields (rename with --map COLUMN=FIELD; other columns are ignored). Numeric fields take
+    numbers (decimals too), boolean ones true/false, yes/no or 1/0, categorical ones text; an empty
+    cell is a null, allowed only where the contract says nullable. The event time column is read in
+    the contract's unit, or as ISO-8601 / Parquet timestamps; without one, events carry the time they
+    are sent. The event id column is optional too (ids are then <file stem>-<row>). Events are keyed
+    by event id and written with the contract's Avro schema (single-object encoding, or Confluent
+    framing with --schema-registry-url): the schema `driftline models contract NAME` prints, which
+    serve and the monitor of that model know without --schema. --label-column sends each labelled row's
+    class (a class name or index, written as the index) to the labels topic. --rate paces the
+    events; --limit stops early. Large files are read a batch at a time.
+    """
+    ctx = click.get_current_context()
+    flag = {p.name: p.opts[0] for p in ctx.command.params if p.name}
+    given = {
+        name
+        for name in (*_SYNTHETIC_ONLY, *_FILE_ONLY)
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+    if from_file is not None:
+        wrong = sorted(given & set(_SYNTHETIC_ONLY))
+        if wrong:
+            raise click.UsageError(
+                f"{', '.join(flag[n] for n in wrong)}: only for synthetic events, not with --from "
+                "(use --limit to send fewer rows)"
+            )
+        _produce_from_file(
+            settings,
+            from_file,
+            model_dir=model_dir,
+            model_name=model_name,
+            label_column=label_column,
+            mappings=mappings,
+            rate=rate,
+            limit=limit,
+            write_schema=write_schema,
+        )
+        return
+    if given & set(_FILE_ONLY):
+        names = ", ".join(flag[n] for n in sorted(given & set(_FILE_ONLY)))
+        raise click.UsageError(f"{names}: only with --from FILE")
     from rich.progress import Progress
 
     from driftline.schemas import AvroEncoder, RegistryResolver, builtin_store
-    from driftline.streams.kafka import require_topics
+    from driftline.streams.kafka import require_topics, wait_for_cluster
     from driftline.streams.produce import produce_stream
     from driftline.streams.synthetic import generate
 
     settings = cluster_settings(settings)
+    wait_for_cluster(settings)
     require_topics(settings, [settings.topics.events, *([settings.topics.labels] if labels else [])])
     store = builtin_store()
     registry = RegistryResolver.from_config(settings.registry_config())
@@ -179,6 +292,107 @@ def produce(
         )
     click.echo(
         f"Produced {report.events} events ({report.malformed} malformed) and {report.labels} labels "
+        f"in {report.seconds:.1f}s ({report.events / max(report.seconds, 1e-9):,.0f} events/s)."
+    )
+
+
+def _registry_contract(settings: Settings, name: str) -> tuple[ModelSpec, tuple[str, ...] | None]:
+    """The contract of ``name``'s live version on the registry topic (and its class names, where known).
+
+    The records are read without verifying signatures: the contract only shapes the events sent."""
+    from driftline.models.follower import RegistryFollower, ignore_refusal
+    from driftline.models.spec import ModelSpec
+    from driftline.streams.kafka import require_topics, wait_for_cluster
+
+    wait_for_cluster(settings)
+    require_topics(settings, [settings.topics.model_versions])
+    follower = RegistryFollower.connect(settings, None, model_name=name, on_refused=ignore_refusal)
+    try:
+        follower.catch_up()
+    finally:
+        follower.close()
+    record = follower.ledger.live(name)
+    if record is None:
+        raise click.ClickException(
+            f"{name} has no live version in {settings.topics.model_versions}; name a model with a live "
+            "version (--model NAME, see `driftline models list`) or an artifact (--model-dir DIR)."
+        )
+    if record.get("spec"):
+        return ModelSpec.model_validate_json(record["spec"]), None
+    # A built-in model: numeric features; its class names are not on the record, so labels are indices.
+    return ModelSpec.numeric(list(record["features"]), ["0", "1"]), ()
+
+
+def _produce_from_file(
+    settings: Settings,
+    path: Path,
+    *,
+    model_dir: Path | None,
+    model_name: str | None,
+    label_column: str | None,
+    mappings: tuple[str, ...],
+    rate: float,
+    limit: int | None,
+    write_schema: Path | None,
+) -> None:
+    import json
+
+    from rich.progress import Progress
+
+    from driftline.models.artifact import load_config
+    from driftline.schemas import AvroEncoder, RegistryResolver, builtin_store
+    from driftline.streams.from_file import FileSource, label_writer, parse_mapping, produce_file
+    from driftline.streams.kafka import require_topics, wait_for_cluster
+    from driftline.streams.records import contract_schema
+
+    if model_dir is not None and model_name is not None:
+        raise click.UsageError("--model-dir and --model both name the contract: give one")
+    if limit is not None and limit < 0:
+        raise click.UsageError("--limit must be 0 or more")
+    classes: tuple[str, ...] | None = None
+    if model_dir is not None:
+        config = load_config(model_dir)
+        spec, name = config.input_spec, config.name
+    else:
+        settings = cluster_settings(settings)
+        name = model_name or settings.model_name
+        spec, classes = _registry_contract(settings, name)
+    source = FileSource(
+        path, spec, mapping=parse_mapping(mappings), label_column=label_column, classes=classes
+    )
+    schema = contract_schema(name, spec)  # the model's contract: serve and the monitor know it already
+    if write_schema is not None:
+        write_schema.write_text(json.dumps(schema.raw, indent=2) + "\n")
+        click.echo(f"Wrote the events' schema to {write_schema} (for other producers and tools).")
+    settings = cluster_settings(settings)
+    wait_for_cluster(settings)
+    t = settings.topics
+    require_topics(settings, [t.events, *([t.labels] if label_column else [])])
+    registry = RegistryResolver.from_config(settings.registry_config())
+    events = AvroEncoder.for_settings(schema, registry, f"{t.events}-value")
+    writer = None
+    if label_column is not None:
+        label_schema = builtin_store().latest("io.driftline.Label")
+        writer = label_writer(
+            AvroEncoder.for_settings(label_schema, registry, f"{t.labels}-value"), spec, classes
+        )
+    for note in source.notes:
+        click.echo(f"Note: {note}.")
+    known = source.row_count()
+    total = known if limit is None else limit if known is None else min(known, limit)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"producing {path.name}", total=total)
+        report = produce_file(
+            settings,
+            source,
+            events,
+            writer,
+            rate=rate or None,
+            limit=limit,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    click.echo(
+        f"Produced {report.events} events and {report.labels} labels from {path.name} "
         f"in {report.seconds:.1f}s ({report.events / max(report.seconds, 1e-9):,.0f} events/s)."
     )
 
