@@ -21,10 +21,13 @@ from torch import nn
 
 import driftline
 from driftline.config import Settings
+from driftline.errors import DriftlineError
 from driftline.models import control
+from driftline.options import TrainOptions
 from driftline.schemas import AvroEncoder, AvroSchema
 from driftline.services import MONITOR_READY, SERVE_READY, service
 from driftline.streams import kafka
+from driftline.trainers.service import answer_request
 from tests.helpers import DECODER, dlq_headers, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -179,6 +182,11 @@ def test_a_custom_module_is_served_from_business_events(
     assert "'card_present'" in reasons["null-value"]
     assert "version 1" in reasons["null-value"]
     assert "'paid_at'" in reasons["bad-time"]
+
+    # the built-in trainer never replaces a team's own model with its MLP on some of the fields
+    request = {"request_id": "r1", "model_name": registry.model_name, "training_data": []}
+    with pytest.raises(DriftlineError, match="your own exported model"):
+        answer_request(registry, private, registry.model_name, request, TrainOptions())
 
 
 REGRESSION = driftline.ModelSpec(

@@ -94,6 +94,12 @@ def answer_request(
     live = ledger.live(name)
     if live is None:
         raise DriftlineError(f"{name} has no live version: train the first one with `driftline train --once`")
+    if live.get("spec"):  # never replace a team's own model with a built-in MLP on some of its fields
+        raise DriftlineError(
+            f"{name} v{live['version']} is your own exported model: the built-in trainer fits only its "
+            "MLP, so this request is not answered. Retrain it in your code and publish it with "
+            "driftline.export and driftline.publish."
+        )
     classes, features = live_classes_and_features(settings, live)
     t = settings.topics
     windows = list(request["training_data"])
