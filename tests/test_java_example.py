@@ -122,8 +122,7 @@ def test_java_events_are_answered_once_on_their_partition_and_bad_ones_dead_lett
 
 def test_java_payments_decode_with_driftlines_decoder(settings: Settings, jar: Path) -> None:
     """The user-schema mode: Java's decimal, nullable, string, boolean and timestamp-micros values
-    arrive as Driftline reads them. (Serving them end to end waits for the model contract that maps
-    such fields to features.)"""
+    arrive as Driftline reads them (tests/test_java_payments.py serves them end to end)."""
     before_us = time.time_ns() // 1000
     server = ["--bootstrap-servers", str(settings.bootstrap_servers)]
     produced = java(jar, "produce-payments", *server, "--topic", settings.topics.events, "--count", "40")

@@ -120,7 +120,7 @@ def decode_record(payload: bytes | None, decoder: AvroDecoder) -> dict[str, Any]
     >>> decode_record(b' {"event_id": "e1", "amount": 12.5}', AvroDecoder(builtin_store()))
     {'event_id': 'e1', 'amount': 12.5}
     """
-    if payload and payload.lstrip()[:1] == b"{":  # never Avro: single-object starts C3 01, Confluent 00
+    if payload and payload.lstrip()[:1] in (b"{", b"["):  # never Avro: single-object is C3 01, Confluent 00
         try:
             record = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

@@ -1,5 +1,6 @@
 package io.driftline.example;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -23,6 +24,9 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * {@code consume}: reads the events topic (up to its end when the command starts), the predictions, the
  * dead letters, and optionally the labels and the drift alerts, until every event is answered or the
  * timeout passes, then a little longer to catch duplicates; then checks what Driftline promises.
+ * An event's id is read from a canonical InputEvent or a Payment (single-object Avro) or a JSON object's
+ * {@code event_id}; the summary counts events of each kind ({@code events_by_kind}: input_event, payment,
+ * json, other), and how many of each were predicted and dead-lettered.
  *
  * <ul>
  *   <li>every event is answered exactly once: by one prediction, or by one dead letter;
@@ -40,11 +44,15 @@ final class Consume {
 
     private record Pos(int partition, long offset) {}
 
-    private record Event(byte[] key, byte[] value, String id, String expectReason) {}
+    /** What an event's value is, as far as this consumer can tell (and so where its id comes from). */
+    static final List<String> KINDS = List.of("input_event", "payment", "json", "other");
+
+    private record Event(byte[] key, byte[] value, String id, String kind, String expectReason) {}
 
     private record DeadLetter(int partition, byte[] key, byte[] value, Map<String, String> headers) {}
 
     private final BinaryMessageDecoder<GenericRecord> events = Schemas.decoder(Schemas.INPUT_EVENT, "input_event");
+    private final BinaryMessageDecoder<GenericRecord> payments = Schemas.decoder(Schemas.PAYMENT, "payment");
     private final BinaryMessageDecoder<GenericRecord> predictions = Schemas.decoder(Schemas.PREDICTION, "prediction");
     private final BinaryMessageDecoder<GenericRecord> labels = Schemas.decoder(Schemas.LABEL, "label");
     private final BinaryMessageDecoder<GenericRecord> alerts = Schemas.decoder(Schemas.DRIFT_ALERT, "drift_alert");
@@ -127,10 +135,10 @@ final class Consume {
     private void add(ConsumerRecord<byte[], byte[]> record) {
         String topic = record.topic();
         if (topic.equals(eventsTopic)) {
-            GenericRecord event = Schemas.decodeOrNull(events, record.value());
-            String id = event == null ? null : event.get("event_id").toString();
             Pos pos = new Pos(record.partition(), record.offset());
-            eventsByPos.put(pos, new Event(record.key(), record.value(), id, header(record, Produce.EXPECT_REASON)));
+            Event event = event(record);
+            String id = event.id();
+            eventsByPos.put(pos, event);
             if (id != null && posById.put(id, pos) != null) {
                 problems.add("two events share the id " + id);
             }
@@ -175,6 +183,28 @@ final class Consume {
         }
     }
 
+    /**
+     * An event and its id: a canonical InputEvent or a Payment (single-object Avro), or a JSON object with
+     * a string {@code event_id}; anything else has no id and can only be answered by a dead letter.
+     */
+    private Event event(ConsumerRecord<byte[], byte[]> record) {
+        String expect = header(record, Produce.EXPECT_REASON);
+        GenericRecord canonical = Schemas.decodeOrNull(events, record.value());
+        if (canonical != null) {
+            return new Event(record.key(), record.value(), canonical.get("event_id").toString(), "input_event", expect);
+        }
+        GenericRecord payment = Schemas.decodeOrNull(payments, record.value());
+        if (payment != null) {
+            return new Event(record.key(), record.value(), payment.get("event_id").toString(), "payment", expect);
+        }
+        JsonNode json = Json.readObject(record.value());
+        if (json != null) {
+            JsonNode id = json.get("event_id");
+            return new Event(record.key(), record.value(), id != null && id.isTextual() ? id.asText() : null, "json", expect);
+        }
+        return new Event(record.key(), record.value(), null, "other", expect);
+    }
+
     private static String header(ConsumerRecord<byte[], byte[]> record, String name) {
         Header h = record.headers().lastHeader(name);
         return h == null || h.value() == null ? null : new String(h.value(), StandardCharsets.UTF_8);
@@ -211,6 +241,14 @@ final class Consume {
         int badDeadLetters = 0;
         List<Map<String, Object>> shown = new ArrayList<>();
         Map<String, Integer> reasons = new TreeMap<>();
+        Map<String, Integer> byKind = new LinkedHashMap<>();
+        Map<String, Integer> predictedByKind = new LinkedHashMap<>();
+        Map<String, Integer> deadLetteredByKind = new LinkedHashMap<>();
+        for (String kind : KINDS) {
+            byKind.put(kind, 0);
+            predictedByKind.put(kind, 0);
+            deadLetteredByKind.put(kind, 0);
+        }
         for (Map.Entry<Pos, Event> e : eventsByPos.entrySet()) {
             Pos pos = e.getKey();
             Event event = e.getValue();
@@ -218,6 +256,7 @@ final class Consume {
                 continue; // written after the command started: not part of this check
             }
             expected++;
+            byKind.merge(event.kind(), 1, Integer::sum);
             int n = answers(pos, event);
             if (n == 0) {
                 unanswered++;
@@ -228,6 +267,7 @@ final class Consume {
             }
             List<Integer> predictionParts = event.id() == null ? List.of() : predictionPartitions.getOrDefault(event.id(), List.of());
             predicted += predictionParts.isEmpty() ? 0 : 1;
+            predictedByKind.merge(event.kind(), predictionParts.isEmpty() ? 0 : 1, Integer::sum);
             for (int partition : predictionParts) {
                 if (partition != pos.partition()) {
                     misplaced++;
@@ -236,6 +276,7 @@ final class Consume {
             }
             for (DeadLetter dead : deadLettersByPos.getOrDefault(pos, List.of())) {
                 deadLettered++;
+                deadLetteredByKind.merge(event.kind(), 1, Integer::sum);
                 reasons.merge(String.valueOf(dead.headers().get(DLQ + "reason")), 1, Integer::sum);
                 List<String> wrong = checkDeadLetter(pos, event, dead);
                 badDeadLetters += wrong.isEmpty() ? 0 : 1;
@@ -276,6 +317,9 @@ final class Consume {
         s.put("events", expected);
         s.put("predicted_events", predicted);
         s.put("dead_lettered_events", deadLettered);
+        s.put("events_by_kind", byKind);
+        s.put("predicted_by_kind", predictedByKind);
+        s.put("dead_lettered_by_kind", deadLetteredByKind);
         s.put("predictions", predictionCount);
         s.put("dead_letters", deadLetterCount);
         s.put("labels", labelPartitions.size());

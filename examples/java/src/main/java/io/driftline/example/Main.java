@@ -10,7 +10,8 @@ import org.apache.avro.Schema;
  * <pre>
  * java -jar example.jar produce  --bootstrap-servers B --events-topic T [--count 1000] [--bad] [--labels-topic L]
  *                                [--run-id java] [--features 9] [--seed 1] [--json]
- * java -jar example.jar produce-payments --bootstrap-servers B --topic T [--count 100] [--run-id pay] [--seed 1] [--json]
+ * java -jar example.jar produce-payments --bootstrap-servers B --topic T [--count 100] [--json-count 0] [--bad-json]
+ *                                [--run-id pay] [--seed 1] [--json]
  * java -jar example.jar consume  --bootstrap-servers B --events-topic T --predictions-topic P --dead-letters-topic D
  *                                [--labels-topic L] [--drift-alerts-topic A] [--timeout-s 60] [--settle-s 1] [--json]
  * java -jar example.jar fingerprints
@@ -28,10 +29,15 @@ public final class Main {
                   --bootstrap-servers B --events-topic T [--count 1000] [--bad] [--labels-topic L]
                   [--run-id java] [--features 9] [--seed 1] [--json]
               produce-payments  records of the user schema com.example.payments.Payment (decimal amount,
-                                nullable tip, country, card_present, timestamp-micros event_time)
-                  --bootstrap-servers B --topic T [--count 100] [--run-id pay] [--seed 1] [--json]
-              consume           read events, predictions, dead letters (and labels, drift alerts) until every
-                                event is answered or --timeout-s passes; check and print a summary
+                                nullable tip, country, card_present, timestamp-micros event_time), keyed by
+                                event id (murmur2 partitioner); --json-count N adds N payments as JSON objects
+                                (event_time an ISO-8601 UTC string, amount a number, tip a number or null);
+                                --bad-json adds one JSON event of each kind Driftline dead-letters
+                  --bootstrap-servers B --topic T [--count 100] [--json-count 0] [--bad-json]
+                  [--run-id pay] [--seed 1] [--json]
+              consume           read events (canonical, Payment or JSON), predictions, dead letters (and
+                                labels, drift alerts) until every event is answered or --timeout-s passes;
+                                check and print a summary
                   --bootstrap-servers B --events-topic T --predictions-topic P --dead-letters-topic D
                   [--labels-topic L] [--drift-alerts-topic A] [--timeout-s 60] [--settle-s 1] [--json]
               fingerprints      the single-object header (C3 01 + fingerprint) of each schema, as JSON

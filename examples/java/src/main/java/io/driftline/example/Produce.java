@@ -5,6 +5,8 @@ import java.math.RoundingMode;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -99,37 +101,107 @@ final class Produce implements AutoCloseable {
         }
     }
 
-    /** {@code produce-payments}: records of the user schema {@code com.example.payments.Payment}. */
+    /**
+     * {@code produce-payments}: records of the user schema {@code com.example.payments.Payment}, and with
+     * {@code --json-count N} as many payments again as JSON objects (UTF-8; {@code event_time} an
+     * ISO-8601 UTC string with microseconds, {@code amount} a JSON number, {@code tip} a number or null),
+     * all keyed by event id with the default partitioner; {@code --bad-json} adds one JSON event of each
+     * kind Driftline dead-letters.
+     */
     static Map<String, Object> payments(Args args) throws InterruptedException {
         String topic = args.required("topic");
         String runId = args.get("run-id", "pay");
         int count = args.integer("count", 100);
+        int jsonCount = args.integer("json-count", 0);
         Random random = new Random(args.integer("seed", 1));
         Schemas.Encoder encoder = new Schemas.Encoder(Schemas.BUSINESS, Schemas.PAYMENT);
         Instant start = Instant.now().truncatedTo(ChronoUnit.MICROS);
         int withTip = 0;
+        int jsonWithTip = 0;
         try (Produce out = new Produce(args.clientProperties())) {
             for (int i = 0; i < count; i++) {
                 String id = String.format("%s-%09d", runId, i);
+                Map<String, Object> values = payment(random, id, start.plus(i * 1_500L, ChronoUnit.MICROS), i);
+                withTip += values.get("tip") == null ? 0 : 1;
                 GenericRecord payment = new GenericData.Record(Schemas.PAYMENT);
-                payment.put("event_id", id);
-                payment.put("event_time", start.plus(i * 1_500L, ChronoUnit.MICROS));
-                payment.put("amount", BigDecimal.valueOf(1 + random.nextInt(999_999), 2).setScale(2, RoundingMode.UNNECESSARY));
-                Double tip = i % 4 == 0 ? null : Math.round(random.nextDouble() * 2_000) / 100.0;
-                withTip += tip == null ? 0 : 1;
-                payment.put("tip", tip);
-                payment.put("country", COUNTRIES[random.nextInt(COUNTRIES.length)]);
-                payment.put("card_present", random.nextBoolean());
+                values.forEach(payment::put);
                 out.send(topic, id, encoder.encode(payment), Map.of());
             }
+            for (int i = 0; i < jsonCount; i++) {
+                String id = String.format("%s-json-%09d", runId, i);
+                Map<String, Object> values = payment(random, id, start.plus(i * 1_500L + 700, ChronoUnit.MICROS), i);
+                jsonWithTip += values.get("tip") == null ? 0 : 1;
+                values.put("event_time", ISO_MICROS.format((Instant) values.get("event_time")));
+                out.send(topic, id, Json.bytes(values), Map.of());
+            }
+            Map<String, String> badJson = args.flag("bad-json") ? out.badJson(topic, runId, start) : Map.of();
             List<RecordMetadata> meta = out.flush();
             Map<String, Object> summary = new LinkedHashMap<>();
-            summary.put("payments", meta.size());
+            summary.put("payments", count);
             summary.put("with_tip", withTip);
-            summary.put("payments_per_partition", perPartition(meta));
+            summary.put("payments_per_partition", perPartition(meta.subList(0, count)));
+            summary.put("json_payments", jsonCount);
+            summary.put("json_with_tip", jsonWithTip);
+            summary.put("json_payments_per_partition", perPartition(meta.subList(count, count + jsonCount)));
+            summary.put("json_event_time", "iso8601");
+            summary.put("bad_json", badJson);
             summary.put("payment_header", Schemas.hex(Schemas.header(Schemas.PAYMENT)));
             return summary;
         }
+    }
+
+    /** Event times of JSON payments: ISO-8601, UTC, always six fractional digits ({@code 2026-12-05T00:25:38.123456Z}). */
+    static final DateTimeFormatter ISO_MICROS =
+            DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSSSSSX").withZone(ZoneOffset.UTC);
+
+    /** One payment's fields, in the schema's order: Avro's business values (Instant, BigDecimal). */
+    private static Map<String, Object> payment(Random random, String id, Instant time, int i) {
+        Map<String, Object> values = new LinkedHashMap<>();
+        values.put("event_id", id);
+        values.put("event_time", time);
+        values.put("amount", BigDecimal.valueOf(1 + random.nextInt(999_999), 2).setScale(2, RoundingMode.UNNECESSARY));
+        values.put("tip", i % 4 == 0 ? null : Math.round(random.nextDouble() * 2_000) / 100.0);
+        values.put("country", COUNTRIES[random.nextInt(COUNTRIES.length)]);
+        values.put("card_present", random.nextBoolean());
+        return values;
+    }
+
+    /** One JSON event of each kind Driftline dead-letters; returns key to the reason it should give. */
+    private Map<String, String> badJson(String topic, String runId, Instant time) {
+        Map<String, Object> good = new LinkedHashMap<>();
+        good.put("event_time", ISO_MICROS.format(time));
+        good.put("amount", new BigDecimal("12.50"));
+        good.put("tip", null);
+        good.put("country", "DE");
+        good.put("card_present", true);
+        Map<String, byte[]> values = new LinkedHashMap<>();
+        Map<String, String> reasons = new LinkedHashMap<>();
+        String invalid = runId + "-badjson-invalid";
+        values.put(invalid, ("{\"event_id\": \"" + invalid + "\", \"amount\": ").getBytes(StandardCharsets.UTF_8));
+        reasons.put(invalid, "undecodable"); // not JSON at all: cut off
+        String array = runId + "-badjson-array";
+        values.put(array, Json.bytes(List.of(with(good, "event_id", array))));
+        reasons.put(array, "undecodable"); // JSON, but an event is an object
+        String text = runId + "-badjson-amount-text";
+        values.put(text, Json.bytes(with(with(good, "event_id", text), "amount", "12.50")));
+        reasons.put(text, "bad-type"); // amount must be a number, not a string
+        String missing = runId + "-badjson-no-card-present";
+        Map<String, Object> noCard = with(good, "event_id", missing);
+        noCard.remove("card_present");
+        values.put(missing, Json.bytes(noCard));
+        reasons.put(missing, "missing-field");
+        for (Map.Entry<String, byte[]> e : values.entrySet()) {
+            send(topic, e.getKey(), e.getValue(), Map.of(EXPECT_REASON, reasons.get(e.getKey())));
+        }
+        return reasons;
+    }
+
+    private static Map<String, Object> with(Map<String, Object> values, String field, Object value) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("event_id", null); // the id first, as a producer would write it
+        out.putAll(values);
+        out.put(field, value);
+        return out;
     }
 
     /** One record of each kind Driftline dead-letters; returns key to the reason it should give. */
