@@ -119,3 +119,15 @@ class TrainOptions(_Section):
     min_rows: int = Field(1000, ge=1, description="Fewest labelled rows to train on.")
     data_timeout_s: float = Field(120.0, gt=0, description="How long to wait for a window's data.")
     schemas: tuple[Path, ...] = Field((), description="User record schemas the events may be written in.")
+    recipe: str | None = Field(
+        None,
+        description="The team's training function: package.module:function or a driftline.recipes "
+        "entry point (driftline.trainers.recipes:mlp is Driftline's MLP for any spec). Needed for a model "
+        "with a spec.",
+    )
+    metric: str | None = Field(
+        None,
+        description="How a recipe's candidate is judged: accuracy, log_loss or roc_auc (classification), "
+        "mae or rmse (regression); default accuracy or mae.",
+    )
+    seed: int = Field(0, description="The seed a recipe's run starts from.")

@@ -44,6 +44,17 @@ log = logging.getLogger("driftline")
 @setting_option(TrainOptions, "min_rows", type=int)
 @setting_option(TrainOptions, "data_timeout_s", type=float)
 @setting_option(TrainOptions, "device")
+@setting_option(TrainOptions, "recipe")
+@setting_option(TrainOptions, "metric", type=click.Choice(["accuracy", "log_loss", "roc_auc", "mae", "rmse"]))
+@setting_option(TrainOptions, "seed", type=int)
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="With --once and no live version: the model's contract (a ModelSpec as JSON, e.g. "
+    "`driftline models contract NAME --spec`), trained with --recipe (default: Driftline's MLP).",
+)
 @SCHEMA_OPTION
 @click.option("--metrics-port", default=0, show_default=True, help=METRICS_PORT_HELP)
 @click.pass_obj
@@ -55,10 +66,19 @@ def train(
     rows: int,
     generator: str,
     schemas: tuple[Path, ...],
+    spec_file: Path | None,
     metrics_port: int,
     **flags: Any,
 ) -> None:
     """Train model versions from Kafka: once (--once), or for every retraining request.
+
+    \b
+    \b
+    Your own training code: --recipe package.module:function (see driftline.trainers.recipe) gets the
+    rows shaped by the model's spec and returns a torch module; Driftline exports it to ONNX, checks
+    it, judges it against the live version by --metric on the held-out rows, signs, publishes and
+    promotes it. A model with a spec (your own) is retrained only with a recipe;
+    driftline.trainers.recipes:mlp is Driftline's MLP for any spec.
 
     \b
     For each request (io.driftline.RetrainRequest on the retrain-requests topic):
@@ -74,10 +94,11 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from driftline.models import control
+    from driftline.models.spec import Classification, ModelSpec
     from driftline.streams.kafka import require_topics, wait_for_cluster
     from driftline.streams.synthetic import GENERATORS
     from driftline.trainers.retrain import live_classes_and_features
-    from driftline.trainers.service import serve_requests, train_once
+    from driftline.trainers.service import live_spec, serve_requests, train_once
 
     settings = cluster_settings(settings)
     wait_for_cluster(settings)
@@ -88,8 +109,25 @@ def train(
     opts = with_flags(settings.train, schemas=schemas, **flags)
     if once:
         live = control.signer_ledger(settings, private).live(name)
+        spec = None
+        if spec_file is not None:
+            if live is not None:
+                raise click.UsageError(
+                    f"{name} has a live version already: its contract is used, drop --spec"
+                )
+            spec = ModelSpec.model_validate_json(spec_file.read_text())
         if live is not None:
             classes, features = live_classes_and_features(settings, live)
+            if live.get("spec") or opts.recipe:
+                spec = live_spec(live, classes, features)
+                if not opts.recipe and live.get("spec"):
+                    raise click.UsageError(
+                        f"{name} v{live['version']} is your own model: give --recipe (your training "
+                        "function, or driftline.trainers.recipes:mlp)"
+                    )
+        elif spec is not None:
+            classes = list(spec.task.classes) if isinstance(spec.task, Classification) else []
+            features = [f.name for f in spec.numeric_fields]
         else:
             classes, features = GENERATORS[generator].classes, GENERATORS[generator].features
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -101,7 +139,11 @@ def train(
                     tasks[stage] = bar.add_task({"data": "reading", "train": "training"}[stage], total=total)
                 bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
 
-            outcome = train_once(settings, private, name, rows, list(features), list(classes), opts, progress)
+            outcome = train_once(
+                settings, private, name, rows, list(features), list(classes), opts, progress, spec=spec
+            )
+        unused = ", ".join(f"{n} {why}" for why, n in outcome.unused.items()) or "none"
+        click.echo(f"not used: {unused}")
         record = outcome.record
         click.echo(
             f"{name} v{record['version']}: {'LIVE' if outcome.promoted else 'CANDIDATE'} ({record['reason']})"

@@ -43,6 +43,8 @@ from driftline.models.artifact import CONFIG_FILE, ONNX_FILE, PARITY_FILE, Model
 from driftline.models.spec import CATEGORICAL_INPUT, NUMERIC_INPUT, Classification, ModelSpec
 
 FILES = (CONFIG_FILE, ONNX_FILE, PARITY_FILE)
+PROFILE_FILE = "reference_profile.json"
+"""May lie beside the three files (``driftline.export`` writes it; publishing puts it in the record)."""
 ARCHITECTURE = "onnx"
 EXPECTED = "expected"
 """The parity file's tensor of the original module's outputs."""
@@ -261,12 +263,13 @@ def _refuse(reason: str, detail: str) -> VerificationError:
 def check_exported(directory: Path, device: str = "cpu") -> tuple[ModelConfig, Any]:
     """Every check a processor runs before serving an exported artifact; returns its config and an
     ONNX Runtime session. Raises :class:`VerificationError` with a reason on the first failure."""
-    present = sorted(p.name for p in directory.iterdir())
+    present = sorted(p.name for p in directory.iterdir() if p.name != PROFILE_FILE)
     if present != sorted(FILES):
         raise _refuse(
             "bad-artifact", f"an exported artifact holds exactly {sorted(FILES)}, this one {present}"
         )
-    for name in FILES:
+    beside = (PROFILE_FILE,) if (directory / PROFILE_FILE).exists() else ()  # export's, for the registry
+    for name in (*FILES, *beside):
         path = directory / name
         if path.is_symlink() or not path.is_file():
             raise _refuse("bad-artifact", f"{name} is not a regular file")
@@ -420,6 +423,8 @@ def _session(model: Any, device: str) -> Any:
     threads = os.environ.get("DRIFTLINE_ONNX_THREADS")
     if threads:
         options.intra_op_num_threads = int(threads)
+        # idle workers sleep instead of spinning: on a few cores they would take CPU from Kafka's threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     available = ort.get_available_providers()
     wants_cuda = device != "cpu" and "CUDAExecutionProvider" in available
     if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
@@ -461,6 +466,23 @@ def _check_parity(session: Any, path: Path, spec: ModelSpec) -> None:
         raise _refuse(
             "spec-mismatch", f"the graph returns {got.shape[1:]} per row; the spec's task needs {want}"
         )
+
+
+def weights(directory: Path) -> dict[str, npt.NDArray[Any]]:
+    """An artifact's weights by name, as numpy arrays (to warm-start a new version from): an exported
+    graph's initializers (``torch.onnx.export`` names them after the module's ``state_dict``), or a
+    built-in model's safetensors tensors. Read as data only."""
+    from driftline.models.artifact import WEIGHTS_FILE, layout_of
+
+    if WEIGHTS_FILE in layout_of(directory):
+        from safetensors.numpy import load_file
+
+        return dict(load_file(str(directory / WEIGHTS_FILE)))
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_model_from_string((directory / ONNX_FILE).read_bytes())
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
 # -- serving -------------------------------------------------------------------------------------

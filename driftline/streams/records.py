@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +35,7 @@ import numpy.typing as npt
 from driftline.config import Settings
 from driftline.errors import DecodeError
 from driftline.headers import Headers
-from driftline.models.spec import ModelSpec
+from driftline.models.spec import Classification, ModelSpec
 from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
 from driftline.schemas.wire import AvroDecoder, AvroSchema, RegistryResolver, builtin_store
 from driftline.streams.features import FeatureExtractor
@@ -105,6 +105,34 @@ def contract_schema(model_name: str, spec: ModelSpec) -> AvroSchema:
     """
     namespace = "io.driftline.user." + (re.sub(r"[^A-Za-z0-9_]", "_", model_name) or "model")
     return AvroSchema.from_dict(spec.avro_schema("Event", namespace))
+
+
+def truth_of(record: Mapping[str, Any], spec: ModelSpec | None) -> float:
+    """A Label record's truth for a model: its class index (from ``label`` or ``class_name``), or a
+    regression target. Raises :class:`DecodeError` with a reason when the record has none that fits.
+
+    >>> from driftline.models.spec import InputField, Regression
+    >>> truth_of({"label": -1, "class_name": "yes"}, ModelSpec.numeric(["a"], ["no", "yes"]))
+    1.0
+    >>> truth_of({"label": 2}, None)
+    2.0
+    """
+    if spec is not None and spec.is_regression:
+        if record.get("target") is None:
+            raise DecodeError("no-target", "a label of a regression model needs a target value")
+        return float(record["target"])
+    name = record.get("class_name")
+    if name is None:
+        label = int(record["label"])
+        if label < 0:
+            raise DecodeError("no-label", "the label has no class index, class_name or target")
+        return float(label)
+    classes = spec.task.classes if spec is not None and isinstance(spec.task, Classification) else ()
+    if name not in classes:
+        raise DecodeError(
+            "unknown-class", f"class_name {name!r} is not one of the model's classes {list(classes)}"
+        )
+    return float(classes.index(name))
 
 
 def decoder_for(settings: Settings, schemas: Sequence[Path] = ()) -> AvroDecoder:

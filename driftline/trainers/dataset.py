@@ -21,14 +21,20 @@ import numpy.typing as npt
 
 from driftline.config import Settings
 from driftline.errors import DecodeError, DriftlineError
+from driftline.models.spec import ModelSpec
 from driftline.streams import kafka
 from driftline.streams.features import FeatureExtractor
 from driftline.streams.kafka import Message, TopicPartition
-from driftline.streams.records import decode_rows, decoder_for
+from driftline.streams.records import contract_schema, decode_rows, decoder_for, truth_of
+from driftline.trainers.recipe import TrainingData
 
 log = logging.getLogger(__name__)
 
 Window = dict[str, Any]
+
+
+WAIT_REPORT_S = 10.0
+"""How often a trainer waiting for a window's data says so."""
 
 
 class TrainingDataError(DriftlineError):
@@ -44,12 +50,23 @@ class TrainingSet:
     """Labelled rows in event order, and the windows they were read from."""
 
     x: npt.NDArray[np.float32]
-    y: npt.NDArray[np.int64]
+    """Numeric and boolean inputs, raw (imputed, not standardised)."""
+    y: npt.NDArray[Any]
+    """Class indices (int64), or a regression model's targets (float64)."""
     event_times: npt.NDArray[np.int64]
     windows: list[Window] = field(default_factory=list)
+    codes: npt.NDArray[np.int64] | None = None
+    """Categorical inputs' codes (None: the model has none)."""
+    unused: Mapping[str, int] = field(default_factory=dict)
+    """Events and labels read but not used, by reason."""
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def recipe_data(self, spec: ModelSpec) -> TrainingData:
+        """The rows as a training recipe receives them."""
+        codes = self.codes if self.codes is not None else np.zeros((len(self.y), 0), dtype=np.int64)
+        return TrainingData(spec, self.x, codes, self.y, self.event_times, list(self.windows))
 
 
 def first_windows(settings: Settings, topic: str, rows: int) -> list[Window]:
@@ -93,8 +110,18 @@ def read_windows(
     out: list[Message] = []
     try:
         consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in wanted.items()])
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline, next_report = started + timeout, started + WAIT_REPORT_S
         while any(reached[tp] < end for tp, (_, end) in wanted.items()) and time.monotonic() < deadline:
+            if time.monotonic() >= next_report:
+                next_report += WAIT_REPORT_S
+                log.info(
+                    "waiting for the window's data: %d of %d records read, %.0f s left of %.0f s",
+                    len(out),
+                    total,
+                    deadline - time.monotonic(),
+                    timeout,
+                )
             for m in kafka.data_messages(consumer.consume(2000, 0.2)):
                 tp, offset = (m.topic(), m.partition()), m.offset() or 0
                 if tp in wanted and offset < wanted[tp][1]:
@@ -109,6 +136,13 @@ def read_windows(
     finally:
         consumer.close()
     read = [_window(t, p, start, reached[(t, p)]) for (t, p), (start, _) in wanted.items()]
+    if len(out) < total:
+        log.warning(
+            "the window did not fill within %.0f s: training on the %d of %d records that came",
+            timeout,
+            len(out),
+            total,
+        )
     return out, read
 
 
@@ -116,7 +150,7 @@ def labelled_rows(
     settings: Settings,
     event_windows: Sequence[Mapping[str, Any]],
     label_windows: Sequence[Mapping[str, Any]],
-    features: Sequence[str],
+    features: Sequence[str] | ModelSpec,
     *,
     schemas: Sequence[Path] = (),
     timeout: float = 120.0,
@@ -126,27 +160,34 @@ def labelled_rows(
     """Replay both windows and keep the events that have a label, in event-time order.
 
     Events are read by the record path serve uses (:func:`~driftline.streams.records.decode_rows`):
-    any wire format, user record schemas (``schemas``, the registry); the log says how many events
-    were not used and why."""
+    any wire format, user record schemas (``schemas``, the registry), the model's contract when
+    ``features`` is its spec; the log (and the set's ``unused``) says how many events and labels were
+    not used and why."""
+    spec = features if isinstance(features, ModelSpec) else None
+    extractor = FeatureExtractor(spec) if spec is not None else FeatureExtractor.numeric(features)  # type: ignore[arg-type]
     decoder = decoder_for(settings, schemas)
+    if spec is not None:
+        decoder.learn(contract_schema(str(settings.model_name), spec))
     labels_read, label_span = read_windows(settings, label_windows, timeout, on_progress, stop)
-    truth: dict[bytes, int] = {}
-    bad_labels = 0
+    truth: dict[bytes, float] = {}
+    unused: Counter[str] = Counter()
     for m in labels_read:
         try:
             record = decoder.decode(m.value())
-            truth[str(record["event_id"]).encode()] = int(record["label"])
-        except (DecodeError, KeyError, TypeError, ValueError):
-            bad_labels += 1  # the monitor dead-letters bad labels; training skips them
+            truth[str(record["event_id"]).encode()] = truth_of(record, spec)
+        except DecodeError as exc:
+            unused[f"label {exc.reason}"] += 1  # the monitor dead-letters bad labels; training skips them
+        except (KeyError, TypeError, ValueError):
+            unused["label bad-type"] += 1
     events_read, event_span = read_windows(settings, event_windows, timeout, on_progress, stop)
-    rows, dead = decode_rows(events_read, decoder, FeatureExtractor.numeric(features))
+    rows, dead = decode_rows(events_read, decoder, extractor)
     keep = [i for i, eid in enumerate(rows.event_ids) if eid in truth]
-    y = np.array([truth[rows.event_ids[i]] for i in keep], dtype=np.int64)
-    x, times = rows.features[keep], rows.event_times[keep]
+    regression = spec is not None and spec.is_regression
+    y = np.array([truth[rows.event_ids[i]] for i in keep], dtype=np.float64 if regression else np.int64)
+    x, times, codes = rows.features[keep], rows.event_times[keep], rows.codes[keep]
     order = np.argsort(times, kind="stable")
-    unused = Counter(d.reason for d in dead)
+    unused.update(d.reason for d in dead)
     unused["no label"] = len(rows) - len(keep)
-    unused["bad label"] = bad_labels
     log.info(
         "training set: %d labelled rows of %d events and %d labels read; not used: %s",
         len(keep),
@@ -154,4 +195,11 @@ def labelled_rows(
         len(labels_read),
         ", ".join(f"{n} {why}" for why, n in sorted(unused.items()) if n) or "none",
     )
-    return TrainingSet(x[order], y[order], times[order], [*event_span, *label_span])
+    return TrainingSet(
+        x[order],
+        y[order],
+        times[order],
+        [*event_span, *label_span],
+        codes[order],
+        {why: n for why, n in sorted(unused.items()) if n},
+    )

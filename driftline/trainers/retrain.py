@@ -19,21 +19,27 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from driftline.config import Settings
 from driftline.models import control
 from driftline.models.artifact import load_config, save_artifact
+from driftline.models.exported import OnnxPredictor, export, weights
 from driftline.models.registry import Record, VersionLedger
-from driftline.models.runtime import TorchPredictor
+from driftline.models.runtime import TorchPredictor, load_predictor
+from driftline.models.spec import ModelSpec
+from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import TrainOptions
 from driftline.trainers.dataset import TrainingDataError, TrainingSet
 from driftline.trainers.fit import fit_classifier
+from driftline.trainers.recipe import TrainingContext, TrainingData, load_recipe, run_recipe
+from driftline.trainers.scoring import Metric, better, metric_for, score
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,12 @@ class Outcome:
     record: Record
     promoted: bool
     candidate_accuracy: float
+    """The candidate's score on the held-out rows, in ``metric`` (accuracy unless a recipe's run
+    judged by another)."""
     live_accuracy: float | None
+    metric: str = "accuracy"
+    unused: Mapping[str, int] = field(default_factory=dict)
+    """Events and labels of the window that were not used, by reason."""
 
 
 def next_version(ledger: VersionLedger, name: str) -> str:
@@ -131,7 +142,119 @@ def train_and_publish(
     log.info("%s v%s: %s", name, version, verdict)
     if promote:
         control.promote(settings, private_key, name, version)
-    return Outcome(record, promote, candidate_accuracy, live_accuracy)
+    return Outcome(record, promote, candidate_accuracy, live_accuracy, unused=data.unused)
+
+
+def train_recipe_and_publish(
+    settings: Settings,
+    private_key: bytes,
+    name: str,
+    data: TrainingSet,
+    spec: ModelSpec,
+    recipe: str,
+    opts: TrainOptions,
+    *,
+    request_id: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> Outcome:
+    """Train with the team's recipe, then what Driftline does for every recipe: export to ONNX (the
+    parity check included), judge candidate and live version on the same held-out rows by the task's
+    metric, build the reference profile, publish the signed version with its lineage, and promote it
+    only if it wins by ``opts.margin``."""
+    if len(data) < opts.min_rows:
+        why = ", ".join(f"{n} {reason}" for reason, n in data.unused.items()) or "none"
+        raise TrainingDataError(
+            f"only {len(data)} labelled rows in the window, {opts.min_rows} needed (not used: {why})"
+        )
+    metric = metric_for(opts.metric, spec.is_regression)
+    ledger = control.signer_ledger(settings, private_key)
+    live = ledger.live(name)
+    version = next_version(ledger, name)
+    rows = data.recipe_data(spec)
+    split = int(len(rows) * (1 - opts.eval_fraction))
+    fitting, held_out = rows.slice(0, split), rows.slice(split)
+    with tempfile.TemporaryDirectory(prefix="driftline-train-") as tmp:
+        live_dir = None if live is None else control.materialize(settings, live, Path(tmp) / "live")
+        context = TrainingContext(
+            name,
+            version,
+            opts.device,
+            opts.seed,
+            None if live is None else str(live["version"]),
+            {} if live_dir is None else weights(live_dir),
+            progress or (lambda _fraction, _message: None),
+        )
+        trained = run_recipe(load_recipe(recipe), fitting, context)
+        sample = {k: v[:256] for k, v in fitting.inputs().items()}
+        artifact = export(
+            trained.module, spec, sample, Path(tmp) / "candidate", name=name, version=version, quiet=True
+        )
+        outputs = OnnxPredictor.from_artifact(artifact, "cpu").predict_batch(held_out.numeric, held_out.codes)
+        candidate = score(metric.name, held_out.targets, outputs)
+        live_score = None if live_dir is None else _live_score(live_dir, spec, held_out, metric.name)
+        promote = live_score is None or better(metric.name, candidate, than=live_score, margin=opts.margin)
+        verdict = _recipe_verdict(promote, metric, candidate, live, live_score, opts.margin, len(held_out))
+        metrics = {
+            f"candidate_{metric.name}": candidate,
+            **({} if live_score is None else {f"live_{metric.name}": live_score}),
+            "train_rows": float(len(fitting)),
+            "eval_rows": float(len(held_out)),
+            "margin": opts.margin,
+            **{f"recipe_{k}": v for k, v in trained.metrics.items()},
+        }
+        profile = _profile(spec, held_out, outputs)
+        record = control.publish_version(
+            settings,
+            artifact,
+            private_key,
+            parent_version=None if live is None else str(live["version"]),
+            training_data=data.windows,
+            metrics=metrics,
+            reference_profile=profile,
+            reason=verdict,
+            request_id=request_id,
+        )
+    log.info("%s v%s (recipe %s): %s", name, version, recipe, verdict)
+    if promote:
+        control.promote(settings, private_key, name, version)
+    return Outcome(record, promote, candidate, live_score, metric.name, data.unused)
+
+
+def _live_score(live_dir: Path, spec: ModelSpec, held_out: TrainingData, metric: str) -> float | None:
+    """The live version's score on the same rows, when it reads the same columns (else None: a
+    candidate with other inputs is judged on its own)."""
+    predictor = load_predictor(live_dir, "cpu")
+    if predictor.config.input_spec.columns != spec.columns:
+        log.warning("the live version reads other input fields: the candidate is not compared with it")
+        return None
+    return score(metric, held_out.targets, predictor.predict_batch(held_out.numeric, held_out.codes))
+
+
+def _profile(spec: ModelSpec, held_out: TrainingData, outputs: npt.NDArray[np.float32]) -> str | None:
+    if spec.is_regression or not spec.numeric_fields or len(held_out) < 32:
+        return None
+    names = [f.name for f in spec.numeric_fields]
+    labels = held_out.targets.astype(np.int64)
+    return ReferenceProfile.from_training(held_out.numeric, outputs, names, labels).to_json()
+
+
+def _recipe_verdict(
+    promote: bool,
+    metric: Metric,
+    candidate: float,
+    live: Record | None,
+    live_score: float | None,
+    margin: float,
+    rows: int,
+) -> str:
+    direction = "higher" if metric.higher_is_better else "lower"
+    how = f"{metric.name} ({metric.how}; {direction} is better) on the {rows} most recent labelled rows"
+    if live is None or live_score is None:
+        return f"{PROMOTING}: {metric.name} {candidate:.4f}; {how}; nothing comparable is live"
+    versus = f"live v{live['version']} ({live_score:.4f}) by {margin}"
+    if promote:
+        return f"{PROMOTING}: {metric.name} {candidate:.4f} beats {versus}; {how}"
+    return f"{NOT_PROMOTED}: {metric.name} {candidate:.4f} does not beat {versus}; {how}"
 
 
 def _verdict(

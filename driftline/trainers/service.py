@@ -18,6 +18,7 @@ from driftline.errors import DecodeError, DriftlineError
 from driftline.health import Health
 from driftline.metrics import TrainMetrics
 from driftline.models import control
+from driftline.models.spec import Classification, InputField, ModelSpec
 from driftline.options import TrainOptions
 from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
@@ -28,7 +29,10 @@ from driftline.trainers.retrain import (
     finish_pending,
     live_classes_and_features,
     train_and_publish,
+    train_recipe_and_publish,
 )
+
+DEFAULT_RECIPE = "driftline.trainers.recipes:mlp"
 
 log = logging.getLogger(__name__)
 _DECODER = AvroDecoder(builtin_store())
@@ -46,18 +50,29 @@ def train_once(
     classes: list[str],
     opts: TrainOptions,
     progress: Progress | None = None,
+    spec: ModelSpec | None = None,
 ) -> Outcome:
-    """Train on the first ``rows`` labelled events of the topics (the first model, or a manual run)."""
+    """Train on the first ``rows`` labelled events of the topics (the first model, or a manual run);
+    with a ``spec`` (the team's contract) or a recipe in ``opts``, with the recipe (default: Driftline's
+    MLP for any spec). The outcome's ``unused`` says which events and labels were not used, and why."""
     t = settings.topics
+    if opts.recipe and spec is None:
+        spec = live_spec({}, classes, features)
     data = labelled_rows(
         settings,
         first_windows(settings, t.events, rows),
         first_windows(settings, t.labels, rows),
-        features,
+        spec or features,
         schemas=opts.schemas,
         timeout=opts.data_timeout_s,
         on_progress=None if progress is None else lambda done, total: progress("data", done, total),
     )
+    if spec is not None:
+        recipe = opts.recipe or DEFAULT_RECIPE
+        report = None if progress is None else lambda f, _m: progress("train", round(100 * f), 100)
+        return train_recipe_and_publish(
+            settings, private_key, name, data, spec, recipe, opts, progress=report
+        )
     return train_and_publish(
         settings,
         private_key,
@@ -94,20 +109,32 @@ def answer_request(
     live = ledger.live(name)
     if live is None:
         raise DriftlineError(f"{name} has no live version: train the first one with `driftline train --once`")
-    if live.get("spec"):  # never replace a team's own model with a built-in MLP on some of its fields
+    asked_for = request.get("model_version")
+    if asked_for is not None and str(asked_for) != str(live["version"]):
+        log.warning(
+            "request %s is for %s v%s, but v%s is live now: dropped (the monitor asks again if v%s drifts)",
+            request_id,
+            name,
+            asked_for,
+            live["version"],
+            live["version"],
+        )
+        return None
+    if live.get("spec") and not opts.recipe:  # never replace a team's own model with the built-in MLP
         raise DriftlineError(
             f"{name} v{live['version']} is your own exported model: the built-in trainer fits only its "
-            "MLP, so this request is not answered. Retrain it in your code and publish it with "
-            "driftline.export and driftline.publish."
+            "MLP, so this request is not answered. Give train your training function with --recipe "
+            "package.module:function (or --recipe driftline.trainers.recipes:mlp for Driftline's MLP)."
         )
     classes, features = live_classes_and_features(settings, live)
+    spec = live_spec(live, classes, features) if opts.recipe else None
     t = settings.topics
     windows = list(request["training_data"])
     data = labelled_rows(
         settings,
         [w for w in windows if w["topic"] == t.events],
         [w for w in windows if w["topic"] == t.labels],
-        features,
+        spec or features,
         schemas=opts.schemas,
         timeout=opts.data_timeout_s,
         stop=stop,
@@ -119,8 +146,23 @@ def answer_request(
         name,
         len(data),
     )
+    if spec is not None and opts.recipe:
+        return train_recipe_and_publish(
+            settings, private_key, name, data, spec, opts.recipe, opts, request_id=request_id
+        )
     return train_and_publish(
         settings, private_key, name, data, classes, features, opts, request_id=request_id
+    )
+
+
+def live_spec(live: Mapping[str, Any], classes: list[str], features: list[str]) -> ModelSpec:
+    """The contract a recipe trains for: the live version's spec, or for a built-in model its numeric
+    features and classes (a recipe's module returns logits)."""
+    if live.get("spec"):
+        return ModelSpec.model_validate_json(str(live["spec"]))
+    return ModelSpec(
+        inputs=tuple(InputField(name=f) for f in features),
+        task=Classification(classes=tuple(classes), outputs="logits"),
     )
 
 
