@@ -200,3 +200,14 @@ def test_a_spec_round_trips_through_json_and_gives_its_avro_contract() -> None:
         "country": ["null", "string"],
     }
     assert np.isclose(SPEC.inputs[0].mean, 10.0)
+
+
+def test_publishing_with_a_schema_registry_registers_the_contract() -> None:
+    from driftline.api import register_contract
+    from driftline.config import Settings
+
+    settings = Settings(schema_registry_url="mock://contract-test")
+    assert register_contract(settings.model_copy(update={"schema_registry_url": None}), "fraud", SPEC) is None
+    schema_id = register_contract(settings, "fraud", SPEC)
+    assert schema_id is not None
+    assert register_contract(settings, "fraud", SPEC) == schema_id  # the same contract: the same id
