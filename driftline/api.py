@@ -12,6 +12,7 @@ the exported graph, never this code.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -99,6 +100,7 @@ def export(
             else [task.classes.index(v) if isinstance(v, str) else int(v) for v in labels]
         )
         profile = ReferenceProfile.from_training(raw, scores, [f.name for f in numeric], labels=y)
+        profile = dataclasses.replace(profile, fields=_field_references(spec, sample, codes))
         (directory / PROFILE_FILE).write_text(profile.to_json())
     else:
         log.warning(
@@ -108,6 +110,24 @@ def export(
             "regression" if not isinstance(task, Classification) else f"{rows} sample rows, 32 needed",
         )
     return directory
+
+
+def _field_references(spec: ModelSpec, sample: Any, codes: npt.NDArray[np.int64]) -> tuple[Any, ...]:
+    """Each input field's null rate on the sample (0 when it came as tensors) and each categorical
+    field's code shares, for the monitor's data-quality and categorical-drift checks."""
+    from driftline.monitoring.profile import FieldReference
+
+    given_as_tensors = isinstance(sample, Mapping) and set(sample) == set(spec.tensor_names)
+    nulls = None if given_as_tensors else spec.encode(records_of(sample)).nulls
+    if nulls is None or len(nulls) != len(codes):
+        nulls = np.zeros((len(codes), len(spec.inputs)), dtype=np.bool_)
+    column = {f.name: j for j, f in enumerate(spec.categorical_fields)}
+    return tuple(
+        FieldReference.of_codes(f.name, codes[:, column[f.name]], nulls[:, i], len(f.categories))
+        if f.kind == "categorical"
+        else FieldReference.of_values(f.name, f.kind, nulls[:, i])
+        for i, f in enumerate(spec.inputs)
+    )
 
 
 def _settings(settings: Settings | None, bootstrap_servers: str | None) -> Settings:
@@ -127,6 +147,24 @@ def _settings(settings: Settings | None, bootstrap_servers: str | None) -> Setti
     return base.model_copy(update={"bootstrap_servers": info.bootstrap_servers})
 
 
+def register_contract(settings: Settings, model_name: str, spec: ModelSpec) -> int | None:
+    """With a Schema Registry configured, register the model's contract schema under the events
+    topic's subject (``<events topic>-value``), so producers using the registry find it; the registry
+    checks it against the versions before (its compatibility rule) and refuses an incompatible one.
+    Returns its schema id (None without a registry)."""
+    from driftline.schemas.wire import RegistryResolver
+
+    registry = RegistryResolver.from_config(settings.registry_config())
+    if registry is None:
+        return None
+    try:
+        return registry.register(f"{settings.topics.events}-value", contract_schema(model_name, spec))
+    except Exception as exc:  # the registry client raises its own error types (409: incompatible)
+        raise ConfigError(
+            f"the Schema Registry refused {model_name}'s contract under {settings.topics.events}-value: {exc}"
+        ) from exc
+
+
 def publish(
     path: str | Path,
     *,
@@ -137,9 +175,13 @@ def publish(
 ) -> dict[str, Any]:
     """Sign and publish the artifact at ``path`` (as a candidate, or ``live`` / ``shadow``); returns
     its registry record. Needs the trainers' signing key (``driftline models keygen``)."""
+    from driftline.models.artifact import load_config
     from driftline.models.control import load_private_key, publish_as
 
     resolved = _settings(settings, bootstrap_servers)
+    config = load_config(Path(path))
+    if config.spec is not None:
+        register_contract(resolved, config.name, config.spec)
     status = "LIVE" if live else "SHADOW" if shadow else "CANDIDATE"
     return publish_as(resolved, Path(path), load_private_key(resolved), status)
 

@@ -170,6 +170,30 @@ class MonitorMetrics(ServiceMetrics):
             "A regression model's mean absolute error over its last 1,000 labelled predictions.",
             registry=r,
         )
+        self.predicted_mean = Gauge(
+            "driftline_monitor_predicted_mean",
+            "A regression model's mean predicted value over its last 1,000 predictions.",
+            registry=r,
+        )
+        self.field_null_rate = Gauge(
+            "driftline_field_null_rate",
+            "Per input field: the share of the last 1,000 events whose value was null (before imputation).",
+            ["field"],
+            registry=r,
+        )
+        self.field_out_of_range_rate = Gauge(
+            "driftline_field_out_of_range_rate",
+            "Per numeric field: the share of the last 1,000 events outside the reference profile's range.",
+            ["field"],
+            registry=r,
+        )
+        self.field_unseen_rate = Gauge(
+            "driftline_field_unseen_rate",
+            "Per categorical field: the share of the last 1,000 events whose category is not in the "
+            "model's vocabulary (nulls not counted).",
+            ["field"],
+            registry=r,
+        )
         self.join_pending = Gauge(
             "driftline_monitor_join_pending", "Predictions and labels waiting for their partner.", registry=r
         )

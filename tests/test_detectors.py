@@ -23,13 +23,15 @@ from driftline.monitoring import detectors
 from driftline.monitoring.base import BatchDetector
 from driftline.monitoring.detectors import (
     BernoulliGLR,
+    CategoryDrift,
     DriftDetector,
+    ErrorRise,
     ExpectedErrorDrift,
     FeatureDrift,
     FeatureImpactDrift,
     ScoreDrift,
 )
-from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.profile import FieldReference, ReferenceProfile
 from driftline.monitoring.state import detector_state, load_detector_state, runtime_fields
 
 Floats = npt.NDArray[np.float64]
@@ -113,6 +115,27 @@ def _scores(shift: Callable[[int, int], Floats]) -> Callable[[int, int, bool], F
     return lambda n, seed, changed: score(_features(shift)(n, seed, changed))
 
 
+def _abs_errors(n: int, seed: int, changed: bool) -> Floats:
+    rng = np.random.default_rng(seed)
+    scale = np.full(n, 1.0)
+    if changed:
+        scale[CHANGE:] = 2.0
+    out: Floats = np.abs(rng.normal(0.0, scale))
+    return out
+
+
+SHARES = [0.05, 0.5, 0.3, 0.15]
+COUNTRY = FieldReference.of_codes("country", np.random.default_rng(3).choice(4, 2000, p=SHARES), [], 3)
+
+
+def _codes(n: int, seed: int, changed: bool) -> Floats:
+    rng = np.random.default_rng(seed)
+    codes = rng.choice(4, n, p=SHARES).astype(np.float64)
+    if changed:
+        codes[CHANGE:] = rng.choice(4, n - CHANGE, p=[0.05, 0.2, 0.3, 0.45])
+    return codes[:, None]
+
+
 CASES = [
     Case(
         "BernoulliGLR",
@@ -143,6 +166,20 @@ CASES = [
         {"window": 1500, "stride": 50, "arl": 1e8},
     ),
     Case("ScoreDrift", ScoreDrift, _scores(near_boundary), 1000, {"window": 500, "stride": 250, "arl": 1e4}),
+    Case(
+        "ErrorRise",
+        lambda prof, **parameters: ErrorRise(**parameters),
+        _abs_errors,
+        200,
+        {"threshold": 30.0, "drift": 0.3, "grace_period": 300, "clip": 5.0},
+    ),
+    Case(
+        "CategoryDrift",
+        lambda prof, **parameters: CategoryDrift([COUNTRY], 2000, **parameters),
+        _codes,
+        1000,
+        {"window": 1500, "stride": 50, "arl": 1e8},
+    ),
 ]
 
 

@@ -219,10 +219,15 @@ def models_publish(
 
     ARTIFACT is a built-in model's folder (`driftline models bootstrap`, `driftline train --once`) or
     your own exported model's (`driftline.export(...)` in Python)."""
+    from driftline.api import register_contract
+    from driftline.models.artifact import load_config
     from driftline.models.control import load_private_key, publish_as
 
     settings = cluster_settings(settings)
     private = load_private_key(settings)
+    config = load_config(artifact)
+    if config.spec is not None:  # with a Schema Registry: the contract, checked for compatibility
+        register_contract(settings, config.name, config.spec)
     record = publish_as(settings, artifact, private, status, uri=uri, parent_version=parent)
     name, version = record["model_name"], record["version"]
     if not record.get("reference_profile"):

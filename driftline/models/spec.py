@@ -155,6 +155,9 @@ class Encoded:
     event_times: list[int | None]
     """Event time in epoch milliseconds, None where the record has none."""
     rejected: Rejections = field(default_factory=dict)
+    nulls: npt.NDArray[np.bool_] | None = None
+    """Which kept values were null (and imputed, or coded unseen), ``(len(kept), len(spec.inputs))`` in
+    the spec's input order; ``None`` where the source cannot tell (``features`` arrays have no nulls)."""
 
 
 class ModelSpec(_Frozen):
@@ -244,8 +247,9 @@ class ModelSpec(_Frozen):
         times = _event_times(records, self.event_time, rejected)
         id_field = self.event_id
         ids: list[str | None] = [_event_id(r.get(id_field)) for r in records] if id_field else [None] * n
+        nulls = self._nulls(records)
         if not rejected:
-            return Encoded(np.arange(n, dtype=np.int64), numeric, codes, ids, times)
+            return Encoded(np.arange(n, dtype=np.int64), numeric, codes, ids, times, nulls=nulls)
         kept = np.asarray([i for i in range(n) if i not in rejected], dtype=np.int64)
         return Encoded(
             kept,
@@ -254,7 +258,18 @@ class ModelSpec(_Frozen):
             [ids[i] for i in kept.tolist()],
             [times[i] for i in kept.tolist()],
             dict(sorted(rejected.items())),
+            nulls[kept],
         )
+
+    def _nulls(self, records: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
+        """Which values of the nullable fields are null (the others are never kept null)."""
+        nulls = np.zeros((len(records), len(self.inputs)), dtype=np.bool_)
+        for j, spec in enumerate(self.inputs):
+            if spec.nullable:
+                nulls[:, j] = np.fromiter(
+                    (r.get(spec.name, _MISSING) is None for r in records), dtype=np.bool_, count=len(records)
+                )
+        return nulls
 
     def avro_schema(self, name: str = "Event", namespace: str = "io.driftline.user") -> dict[str, Any]:
         """The Avro record schema a producer writes for this model (any superset of it works too)."""

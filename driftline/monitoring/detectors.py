@@ -17,6 +17,10 @@ property); the runtime state is private and is all that a checkpoint holds
 * :class:`ExpectedErrorDrift`, :class:`FeatureImpactDrift`, :class:`FeatureDrift`,
   :class:`ScoreDrift` (:mod:`driftline.monitoring.label_free`): no labels, against a
   :class:`~driftline.monitoring.profile.ReferenceProfile`.
+* :class:`ErrorRise` (:mod:`driftline.monitoring.regression`): label-based, on a regression model's
+  absolute errors.
+* :class:`CategoryDrift` (:mod:`driftline.monitoring.categorical`): no labels, categorical fields'
+  shares against the profile's.
 
 >>> rng = np.random.default_rng(7)
 >>> errors = np.concatenate([rng.random(5000) < 0.2, rng.random(2000) < 0.4])
@@ -34,11 +38,15 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.monitoring.base import BatchDetector
+from driftline.monitoring.categorical import CategoryDrift
 from driftline.monitoring.label_free import ExpectedErrorDrift, FeatureDrift, FeatureImpactDrift, ScoreDrift
+from driftline.monitoring.regression import ErrorRise
 
 __all__ = [
     "BernoulliGLR",
+    "CategoryDrift",
     "DriftDetector",
+    "ErrorRise",
     "ExpectedErrorDrift",
     "FeatureDrift",
     "FeatureImpactDrift",

@@ -15,7 +15,16 @@ detector                   kind         input                                   
 ``FeatureImpactDrift``     DATA         features, mapped to the reference error rate WARNING
 ``FeatureDrift``           DATA         features against reference bins (G-tests)    gauges
 ``ScoreDrift``             PREDICTION   scores against reference bins (G-tests)      gauges
+``ErrorRise``              CONCEPT      absolute errors of a regression model        CRITICAL
+``CategoryDrift``          DATA         categorical codes against reference shares   WARNING
+``NullRate``               DATA_QUALITY which values were null, per field            WARNING
+``OutOfRange``             DATA_QUALITY values outside the reference range           WARNING
+``UnseenCategory``         DATA_QUALITY categories outside the vocabulary            WARNING
 =========================  ===========  ===========================================  ========
+
+The last four need a model with a spec (:mod:`driftline.monitoring.fields`) and alert per field: each
+field has its own alert (``field`` names it, ``issue`` says what went wrong), and a data-quality alert
+is ``RESOLVED`` as soon as its field's rate is back near its reference level.
 
 The distribution tests see every shift, harmless ones too, so they feed gauges and not alerts; the
 alerting label-free detectors alarm only when the shift moves events to where the model was worse.
@@ -38,6 +47,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from driftline.models.spec import ModelSpec
+from driftline.monitoring.categorical import CATEGORY_SHIFT, CategoryDrift
 from driftline.monitoring.detectors import (
     BernoulliGLR,
     ExpectedErrorDrift,
@@ -45,7 +56,10 @@ from driftline.monitoring.detectors import (
     FeatureImpactDrift,
     ScoreDrift,
 )
+from driftline.monitoring.fields import FieldChecks
 from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.quality import NULLS, OUT_OF_RANGE, FieldRates
+from driftline.monitoring.regression import ErrorRise
 from driftline.monitoring.state import detector_state, load_detector_state, runtime_copy, runtime_fields
 
 Positions = dict[str, dict[int, tuple[int, int]]]
@@ -71,6 +85,15 @@ class _Alert:
     opened_ms: int
     last_sent_ms: int
     alarms: int = 1
+    field: str = ""
+    """The input field of a per-field alert ("" for the others)."""
+    issue: str = ""
+    """What went wrong with that field."""
+
+    @property
+    def key(self) -> str:
+        """One open alert per kind, and per field for the per-field ones."""
+        return f"{self.kind}:{self.field}" if self.field else self.kind
 
 
 @dataclass
@@ -87,13 +110,33 @@ class _Channel:
     """The detector's runtime state fields (found on first use)."""
 
 
-class VersionDetectors:
-    """The detectors of one live version."""
+_RATE_DETECTORS = {NULLS: "NullRate", OUT_OF_RANGE: "OutOfRange"}
 
-    def __init__(self, profile: ReferenceProfile | None) -> None:
+
+class VersionDetectors:
+    """The detectors of one live version (``spec``: its contract, when it has one)."""
+
+    def __init__(self, profile: ReferenceProfile | None, spec: ModelSpec | None = None) -> None:
         self.profile = profile
-        self.concept = _Channel("BernoulliGLR", "CONCEPT", BernoulliGLR(), "CRITICAL")
+        regression = spec is not None and spec.is_regression
+        self.concept = (
+            _Channel("ErrorRise", "CONCEPT", ErrorRise(), "CRITICAL")
+            if regression
+            else _Channel("BernoulliGLR", "CONCEPT", BernoulliGLR(), "CRITICAL")
+        )
         self.label_free: list[_Channel] = []
+        self.fields = FieldChecks.build(spec, profile) if spec is not None else None
+        self.rates: list[tuple[str, _Channel]] = []
+        """(issue, channel) of each data-quality detector, in the order of ``fields.rates``."""
+        self.categories: _Channel | None = None
+        if self.fields is not None:
+            self.rates = [
+                (issue, _Channel(_RATE_DETECTORS.get(issue, "UnseenCategory"), "DATA_QUALITY", r, "WARNING"))
+                for issue, r in self.fields.rates
+            ]
+            if self.fields.categories is not None:
+                c = self.fields.categories
+                self.categories = _Channel("CategoryDrift", "DATA", c, "WARNING", [*c.names])
         if profile is not None:
             names = list(profile.feature_names)
             self.expected = _Channel(
@@ -108,7 +151,8 @@ class VersionDetectors:
 
     @property
     def channels(self) -> list[_Channel]:
-        return [self.concept, *self.label_free]
+        categories = [self.categories] if self.categories is not None else []
+        return [self.concept, *self.label_free, *(c for _, c in self.rates), *categories]
 
 
 class DriftMonitor:
@@ -133,7 +177,12 @@ class DriftMonitor:
     # -- inputs ---------------------------------------------------------------------------------
 
     def set_version(
-        self, version: str, profile: ReferenceProfile | None, now_ms: int, since_ms: int | None = None
+        self,
+        version: str,
+        profile: ReferenceProfile | None,
+        now_ms: int,
+        since_ms: int | None = None,
+        spec: ModelSpec | None = None,
     ) -> None:
         """A new live version: resolve the old version's alerts, start its detectors afresh."""
         if version == self.version:
@@ -143,7 +192,7 @@ class DriftMonitor:
         self._alerts.clear()
         self.version = version
         self.since_ms = since_ms
-        self.detectors = VersionDetectors(profile)
+        self.detectors = VersionDetectors(profile, spec)
         self._since = {}
         self.counts = dict.fromkeys(self.counts, 0)
 
@@ -165,6 +214,48 @@ class DriftMonitor:
         for channel in (d.impact, d.features):
             self._update(channel, features, now_ms)
 
+    def observe_fields(
+        self,
+        numeric: npt.NDArray[np.float32],
+        codes: npt.NDArray[np.int64],
+        nulls: npt.NDArray[np.bool_] | None,
+        now_ms: int,
+    ) -> None:
+        """A batch of rows of a model with a spec: raw numeric columns, categorical codes and which
+        values were null (``(n, inputs)``, spec order; ``None``: none known)."""
+        d = self.detectors
+        n = len(numeric) if numeric.ndim == 2 and numeric.shape[1] else len(codes)
+        if d.fields is None or not n:
+            return
+        for (issue, channel), flags in zip(d.rates, d.fields.flags(numeric, codes, nulls), strict=True):
+            self._update_rates(channel, issue, flags, now_ms)
+        if d.categories is not None:
+            self._update(d.categories, codes, now_ms)
+
+    def _update_rates(self, channel: _Channel, issue: str, flags: npt.NDArray[np.bool_], now_ms: int) -> None:
+        """Open an alert for every field the batch raised; resolve those of the fields that cleared."""
+        rates: FieldRates = channel.detector
+        before = rates.raised
+        rates.update_batch(flags)
+        after, stats, recent = rates.raised, rates.channel_statistics, rates.rates
+        for j in np.flatnonzero(after & ~before).tolist():
+            name = rates.names[j]
+            alert = _Alert("", "DATA_QUALITY", channel.name, now_ms, now_ms, field=name, issue=issue)
+            alert.alert_id = self._alert_id(channel, name)
+            self._alerts[alert.key] = alert
+            summary = (
+                f"data-quality on {self.model_name} v{self.version}: field {name!r} {issue} rate "
+                f"{recent[j]:.1%} over the last {rates.events} events, its reference "
+                f"{rates.reference[j]:.1%}"
+            )
+            self._emit_alert(alert, "OPEN", channel, now_ms, summary, float(stats[j]))
+            self._maybe_request(alert, now_ms)
+        for j in np.flatnonzero(before & ~after).tolist():
+            cleared = self._alerts.pop(f"DATA_QUALITY:{rates.names[j]}", None)
+            if cleared is not None:
+                note = f"field {rates.names[j]!r} {issue} rate back to {recent[j]:.1%}"
+                self._emit_alert(cleared, "RESOLVED", None, now_ms, note)
+
     def observe_predictions(self, scores: npt.NDArray[np.float32], versions: list[str], now_ms: int) -> None:
         d = self.detectors
         mine = _of_version(versions, self.version)
@@ -176,7 +267,7 @@ class DriftMonitor:
 
     def observe_errors(
         self,
-        errors: npt.NDArray[np.bool_],
+        errors: npt.NDArray[np.bool_] | npt.NDArray[np.float64],
         versions: list[str],
         now_ms: int,
         event_times: npt.NDArray[np.int64] | None = None,
@@ -189,6 +280,18 @@ class DriftMonitor:
         self.counts["errors"] += int(mine.sum())
         self._update(self.detectors.concept, errors[mine].astype(np.float64), now_ms)
 
+    def observe_abs_errors(
+        self,
+        abs_errors: npt.NDArray[np.float64],
+        versions: list[str],
+        now_ms: int,
+        event_times: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        """A regression model's absolute errors, for its ``ErrorRise`` detector (a version without a
+        regression spec has none: they are ignored)."""
+        if isinstance(self.detectors.concept.detector, ErrorRise):
+            self.observe_errors(abs_errors, versions, now_ms, event_times)
+
     # -- outputs --------------------------------------------------------------------------------
 
     def take_outputs(self) -> list[tuple[str, dict[str, Any]]]:
@@ -197,16 +300,29 @@ class DriftMonitor:
         return out
 
     def open_alerts(self) -> list[str]:
-        return [a.kind for a in self._alerts.values()]
+        return list(self._alerts)
 
     def _update(self, channel: _Channel, values: npt.NDArray[Any], now_ms: int) -> None:
         statistic = self._alarm_statistic(channel, values)
         if statistic is None or channel.severity is None:
             return
-        alert = self._alerts.get(channel.kind)
+        field = ""
+        if isinstance(channel.detector, CategoryDrift):
+            field = channel.detector.names[channel.detector.worst]
+        key = f"{channel.kind}:{field}" if field else channel.kind
+        alert = self._alerts.get(key)
         if alert is None:
-            alert = _Alert(self._alert_id(channel), channel.kind, channel.name, now_ms, now_ms)
-            self._alerts[channel.kind] = alert
+            alert = _Alert(
+                self._alert_id(channel, field),
+                channel.kind,
+                channel.name,
+                now_ms,
+                now_ms,
+                1,
+                field,
+                CATEGORY_SHIFT if field else "",
+            )
+            self._alerts[key] = alert
             self._emit_alert(alert, "OPEN", channel, now_ms, None, statistic)
             self._maybe_request(alert, now_ms)
             return
@@ -235,12 +351,14 @@ class DriftMonitor:
         detector.update_batch(values[first + 1 :])
         return statistic
 
-    def _alert_id(self, channel: _Channel) -> str:
+    def _alert_id(self, channel: _Channel, field: str = "") -> str:
         start = ",".join(
             f"{t}/{p}@{o}" for t, parts in sorted(self._since.items()) for p, (o, _) in sorted(parts.items())
         )
-        digest = hashlib.sha256(f"{self.model_name}|{self.version}|{channel.kind}|{start}".encode())
-        return f"{self.model_name}-v{self.version}-{channel.kind.lower()}-{digest.hexdigest()[:12]}"
+        kind = f"{channel.kind}|{field}" if field else channel.kind
+        digest = hashlib.sha256(f"{self.model_name}|{self.version}|{kind}|{start}".encode())
+        name = channel.kind.lower().replace("_", "-") + (f"-{field}" if field else "")
+        return f"{self.model_name}-v{self.version}-{name}-{digest.hexdigest()[:12]}"
 
     def _emit_alert(
         self,
@@ -272,7 +390,9 @@ class DriftMonitor:
                     "detector": alert.detector,
                     "statistic": statistic,
                     "threshold": threshold,
-                    "features": self._features_involved(channel),
+                    "features": [alert.field] if alert.field else self._features_involved(channel),
+                    "field": alert.field or None,
+                    "issue": alert.issue or None,
                     "window": self._window(),
                     "severity": severity,
                     "summary": summary,
@@ -354,15 +474,18 @@ class DriftMonitor:
             "detectors": {c.name: detector_state(c.detector) for c in self.detectors.channels},
         }
 
-    def restore(self, state: Mapping[str, Any], profile: ReferenceProfile | None) -> None:
+    def restore(
+        self, state: Mapping[str, Any], profile: ReferenceProfile | None, spec: ModelSpec | None = None
+    ) -> None:
         self.version = state["version"]
         self.since_ms = state.get("since_ms")
-        self.detectors = VersionDetectors(profile)
+        self.detectors = VersionDetectors(profile, spec)
         for channel in self.detectors.channels:
             saved = state["detectors"].get(channel.name)
             if saved is not None:
                 load_detector_state(channel.detector, saved)
-        self._alerts = {a["kind"]: _Alert(**a) for a in state["alerts"]}
+        alerts = [_Alert(**a) for a in state["alerts"]]
+        self._alerts = {a.key: a for a in alerts}
         self._since = _positions_in(state["since"])
         self._latest = _positions_in(state["latest"])
         self._last_request_ms = state["last_request_ms"]
@@ -374,6 +497,11 @@ class DriftMonitor:
         if d.profile is None:
             return []
         return list(zip(d.impact.features, map(float, d.impact.detector.channel_statistics), strict=False))
+
+    def field_gauges(self) -> list[tuple[str, str, float]]:
+        """(issue, field, recent rate) per input field of a model with a spec."""
+        fields = self.detectors.fields
+        return fields.gauges() if fields is not None else []
 
     def gauges(self) -> list[tuple[str, str, float, float]]:
         """(kind, detector, statistic, threshold) of every detector, for Prometheus."""

@@ -18,6 +18,14 @@ shrunk towards the overall rate by how much the bins really differ.
 [1.0, 0.0]
 >>> ReferenceProfile.from_json(prof.to_json()) == prof
 True
+
+A model with a spec also keeps, per input field, its null rate and (categorical fields) the share of
+each code on the reference rows (:class:`FieldReference`); profiles without them (older ones, the
+built-in architectures') load and serialise as before.
+
+>>> ref = FieldReference.of_codes("country", np.array([1, 2, 2, 0]), np.array([0, 0, 0, 1]), 2)
+>>> ref.codes, ref.null_rate, ref.unseen_rate
+((0.25, 0.25, 0.5), 0.25, 0.0)
 """
 
 from __future__ import annotations
@@ -135,6 +143,43 @@ def score_dependence(column: npt.NDArray[np.intp], probs: Floats) -> float:
 
 
 @dataclass(frozen=True)
+class FieldReference:
+    """One input field on the reference rows: how often it was null and, for a categorical field, how
+    often each code came up."""
+
+    name: str
+    kind: str
+    """``numeric``, ``boolean`` or ``categorical`` (as the model's spec says)."""
+    null_rate: float = 0.0
+    codes: tuple[float, ...] = ()
+    """Categorical: the share of each code as the model saw it (0: unseen or null; ``k``: the ``k``-th
+    category)."""
+    unseen_rate: float = 0.0
+    """Categorical: the share of values that were not null and not in the vocabulary."""
+
+    @classmethod
+    def of_values(cls, name: str, kind: str, nulls: npt.ArrayLike) -> FieldReference:
+        return cls(name, kind, float(np.mean(np.asarray(nulls, dtype=np.float64))) if np.size(nulls) else 0.0)
+
+    @classmethod
+    def of_codes(
+        cls, name: str, codes: npt.ArrayLike, nulls: npt.ArrayLike, n_categories: int
+    ) -> FieldReference:
+        """A categorical field from its codes (``0..n_categories``) and which values were null."""
+        c = np.asarray(codes, dtype=np.int64)
+        null = np.asarray(nulls, dtype=np.bool_).reshape(len(c)) if np.size(nulls) else np.zeros(len(c), bool)
+        n = max(len(c), 1)
+        counts = np.bincount(np.clip(c, 0, n_categories), minlength=n_categories + 1)
+        return cls(
+            name,
+            "categorical",
+            float(null.sum() / n),
+            tuple((counts / n).tolist()),
+            float(((c == 0) & ~null).sum() / n),
+        )
+
+
+@dataclass(frozen=True)
 class ReferenceProfile:
     """The reference summary the label-free detectors compare production batches with."""
 
@@ -158,6 +203,8 @@ class ReferenceProfile:
     """Error rate on the reference rows when labels were given."""
     expected_error: float
     """Mean calibrated expected error (``confidence.mean_error``)."""
+    fields: tuple[FieldReference, ...] = ()
+    """Per input field of a model with a spec (in the spec's order): null rates, category shares."""
 
     @classmethod
     def from_training(
@@ -220,9 +267,17 @@ class ReferenceProfile:
         out: Floats = np.einsum("ij,jk,ik->i", z, np.asarray(self.whitening), z)
         return out
 
+    def field(self, name: str) -> FieldReference | None:
+        """The reference of input field ``name``, when the profile has one."""
+        return next((f for f in self.fields if f.name == name), None)
+
     def to_json(self) -> str:
-        """Compact JSON (a few kB for ten features), exact to float64."""
-        return json.dumps({"version": 1, **asdict(self)}, separators=(",", ":"))
+        """Compact JSON (a few kB for ten features), exact to float64. ``fields`` is written only when
+        there are some, so a profile without them reads in monitors that predate it."""
+        data = asdict(self)
+        if not self.fields:
+            del data["fields"]
+        return json.dumps({"version": 1, **data}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ReferenceProfile:
@@ -235,6 +290,9 @@ class ReferenceProfile:
         data["whitening"] = tuple(tuple(row) for row in data["whitening"])
         for key in ("feature_names", "means", "stds", "importance"):
             data[key] = tuple(data[key])
+        data["fields"] = tuple(
+            FieldReference(**{**f, "codes": tuple(f.get("codes", ()))}) for f in data.get("fields", ())
+        )
         return cls(**data)
 
 

@@ -143,6 +143,7 @@ BUILTIN_SCHEMA_FILES = (
     "model_version.v1.avsc",
     "model_version.avsc",
     "audit_event.avsc",
+    "drift_alert.v1.avsc",
     "drift_alert.avsc",
     "retrain_request.avsc",
 )

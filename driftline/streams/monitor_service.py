@@ -18,6 +18,9 @@ checkpoint had not yet covered: no alert is lost or doubled. The transactional i
 
 Not in the checkpoint: predictions and labels waiting in the join (a restart drops them; their
 partners then expire unmatched, counted in ``driftline_monitor_join_expired_total``).
+
+A model with a spec is also watched per input field (:mod:`driftline.monitoring.fields`): which values
+were null before imputation, out of the reference range or unseen categories, and categorical shares.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ from driftline.errors import ConfigError, DecodeError
 from driftline.health import Health
 from driftline.metrics import MonitorMetrics
 from driftline.models.follower import RegistryFollower, logged
-from driftline.models.spec import Classification, ModelSpec
+from driftline.models.spec import Classification, Encoded, ModelSpec
 from driftline.monitoring.join import Joined, LabelJoin, RecentMean
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import MonitorOptions
+from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
 from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
@@ -131,6 +135,7 @@ class MonitorService:
         self._spec: ModelSpec | None = None
         """The live version's contract, when it has one (a user's own model)."""
         self._abs_errors = RecentMean(window=1000)
+        self._values = RecentMean(window=1000)
         self._features: FeatureExtractor | None = None
         self._next_checkpoint = 0.0
         self._next_status = 0.0
@@ -237,7 +242,9 @@ class MonitorService:
         if record is None or record["version"] == self.monitor.version:
             return
         self._use_profile(record)
-        self.monitor.set_version(str(record["version"]), self._profile, _now_ms(), int(record["created_at"]))
+        self.monitor.set_version(
+            str(record["version"]), self._profile, _now_ms(), int(record["created_at"]), self._spec
+        )
         self.metrics.set_model(self.monitor.model_name, str(record["version"]))
         log.info(
             "monitoring %s v%s%s",
@@ -252,7 +259,7 @@ class MonitorService:
         spec = record.get("spec")
         self._spec = ModelSpec.model_validate_json(spec) if spec else None
         if self._spec is not None:  # a user's model: its own fields, kinds and units
-            self._features = FeatureExtractor(self._spec)
+            self._features = NullsSeen(self._spec)
             self._decoder.learn(contract_schema(str(record["model_name"]), self._spec))
         else:
             names = self._profile.feature_names if self._profile else record["features"]
@@ -295,15 +302,25 @@ class MonitorService:
             self.metrics.threshold.labels(kind, detector).set(threshold)
         for feature, statistic in self.monitor.feature_gauges():
             self.metrics.feature_statistic.labels(feature).set(statistic)
+        rates = self.metrics
+        gauges = {"null": rates.field_null_rate, "out-of-range": rates.field_out_of_range_rate}
+        for issue, name, rate in self.monitor.field_gauges():
+            gauges.get(issue, rates.field_unseen_rate).labels(name).set(rate)
 
     def _inputs(self, messages: list[Message], now: int) -> None:
         """The record path serve uses: the same rows, and the same dead letters for the rest."""
         if self._features is None:
             return
-        rows, dead = decode_rows(messages, self._decoder, self._features)
+        features = self._features
+        if isinstance(features, NullsSeen):
+            features.forget()
+        rows, dead = decode_rows(messages, self._decoder, features)
         for d in dead:
             self._dead_letter(d.message, d.reason, d.detail)
         self.monitor.observe_inputs(rows.features, now)
+        if isinstance(features, NullsSeen):
+            nulls = features.nulls_of(rows.rows, lambda: _array_rows(messages, features))
+            self.monitor.observe_fields(rows.features, rows.codes, nulls, now)
 
     def _predictions(self, messages: list[Message], now: int) -> None:
         """Canonical predictions are read for the whole batch at once; any other goes through
@@ -335,6 +352,10 @@ class MonitorService:
             return
         if len(scores) == len(ids) and not regression:
             self.monitor.observe_predictions(scores, versions, now)
+        if regression:
+            mean = self._values.add(predicted[np.isfinite(predicted)])
+            if mean is not None:
+                self.metrics.predicted_mean.set(mean)
         self._errors(self.join.add_predictions(ids, predicted, versions, times), now)
 
     def _decode_prediction(self, message: Message) -> dict[str, Any] | None:
@@ -399,7 +420,8 @@ class MonitorService:
             mae = self._abs_errors.add(joined.abs_errors)
             if mae is not None:
                 self.metrics.label_mae.set(mae)
-            return  # error-rise detection for regression: see issue 11
+            self.monitor.observe_abs_errors(joined.abs_errors, joined.versions, now, joined.event_times)
+            return
         self.monitor.observe_errors(joined.errors, joined.versions, now, joined.event_times)
 
     def _dead_letter(self, message: SourceMessage, reason: str, detail: str) -> None:
@@ -489,7 +511,7 @@ class MonitorService:
         if latest is None:
             if live is not None:
                 self.monitor.set_version(
-                    str(live["version"]), self._profile, _now_ms(), int(live["created_at"])
+                    str(live["version"]), self._profile, _now_ms(), int(live["created_at"]), self._spec
                 )
             log.info(
                 "no checkpoint for %s: starting from %s",
@@ -500,20 +522,67 @@ class MonitorService:
         checkpoint = json.loads(latest)
         saved_version = checkpoint["monitor"]["version"]
         record = self._registry.version(saved_version) if saved_version else None
-        profile = None
+        profile, spec = None, None
         if record is not None and record.get("reference_profile"):
             profile = ReferenceProfile.from_json(record["reference_profile"])
-        self.monitor.restore(checkpoint["monitor"], profile)
+        if record is not None and record.get("spec"):
+            spec = ModelSpec.model_validate_json(record["spec"])
+        self.monitor.restore(checkpoint["monitor"], profile, spec)
         for topic, parts in checkpoint["positions"].items():
             self._positions[topic] = {int(pp): int(o) for pp, o in parts.items()}
         if live is not None and live["version"] != saved_version:
-            self.monitor.set_version(str(live["version"]), self._profile, _now_ms(), int(live["created_at"]))
+            self.monitor.set_version(
+                str(live["version"]), self._profile, _now_ms(), int(live["created_at"]), self._spec
+            )
         log.info(
             "restored the checkpoint of %s v%s at %s",
             self.monitor.model_name,
             saved_version,
             dict(self._positions),
         )
+
+
+class NullsSeen(FeatureExtractor):
+    """A spec's extractor that keeps which values of the rows it extracted were null, before they were
+    imputed (the record path's ``Rows`` do not carry them yet)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.forget()
+
+    def forget(self) -> None:
+        self._nulls = np.zeros((0, len(self.spec.inputs)), dtype=np.bool_)
+
+    def extract(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
+        out = super().extract(records)
+        width = len(self.spec.inputs)
+        seen = out.nulls if out.nulls is not None else np.zeros((len(out.kept), width), dtype=np.bool_)
+        self._nulls = np.concatenate([self._nulls, seen])
+        return out
+
+    def nulls_of(
+        self, rows: npt.NDArray[np.int64], array_rows: Callable[[], npt.NDArray[np.int64]]
+    ) -> npt.NDArray[np.bool_]:
+        """The nulls of a batch's ``Rows`` (their batch indices ``rows``): the extracted rows' nulls in
+        order, and none for the rows that came as ``features`` arrays (``array_rows()``: which)."""
+        if len(self._nulls) == len(rows):
+            return self._nulls
+        out = np.zeros((len(rows), len(self.spec.inputs)), dtype=np.bool_)
+        if len(self._nulls):
+            extracted = ~np.isin(rows, array_rows())
+            out[extracted] = self._nulls[: int(extracted.sum())]
+        return out
+
+
+def _array_rows(messages: Sequence[Message], features: FeatureExtractor) -> npt.NDArray[np.int64]:
+    """Which messages of a batch the record path read as ``InputEvent`` arrays (never null)."""
+    if not features.accepts_arrays:
+        return np.zeros(0, dtype=np.int64)
+    payloads = [m.value() or b"" for m in messages]
+    rows: npt.NDArray[np.int64] = decode_input_events(
+        payloads, INPUT_EVENT_WRITERS, len(features.feature_names)
+    ).rows
+    return rows
 
 
 def _role(topics: Any, topic: str) -> str:
