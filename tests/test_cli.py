@@ -46,6 +46,8 @@ COMMANDS = [
     ["demo"],
     ["bench"],
     ["bench", "drift"],
+    ["bench", "loop"],
+    ["bench", "model"],
     ["bench", "soak"],
     ["monitor"],
     ["train"],

@@ -230,7 +230,8 @@ def bench(
     first bench builds it with pip (a minute or so; needs PyPI or your pip index once), later runs
     reuse it. --quix-events 0 leaves Quix out.
 
-    `driftline bench drift` judges the drift detectors instead (no broker).
+    `driftline bench drift` judges the drift detectors instead (no broker); `driftline bench model`
+    measures serve with a compute-heavy exported model against the model's own batch throughput.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -413,6 +414,78 @@ def bench_soak(
         sys.exit(1)
 
 
+@bench.command("model")
+@click.option("--events", default=40000, show_default=True, help="Events serve handles end to end.")
+@click.option("--max-batch", default=2000, show_default=True, help="serve's and the direct call's batch.")
+@click.option("--width", default=1024, show_default=True, help="Width of the residual MLP.")
+@click.option("--blocks", default=4, show_default=True, help="Residual blocks (two width x width layers).")
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    help="ONNX Runtime intra-op threads in serve and in the direct call (DRIFTLINE_ONNX_THREADS), "
+    "torch threads for the eager reference.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="cuda: also measure the GPU path (ONNX Runtime's CUDA provider or torch.cuda); skipped without one.",
+)
+@click.option("--seconds", default=5.0, show_default=True, help="Length of each direct measurement.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.pass_obj
+def bench_model(
+    settings: Settings,
+    events: int,
+    max_batch: int,
+    width: int,
+    blocks: int,
+    threads: int,
+    device: str,
+    seconds: float,
+    as_json: bool,
+) -> None:
+    """serve with a user-style exported model against the model's own batch throughput.
+
+    \b
+    1. Builds a compute-heavy residual MLP (numeric fields and a categorical embedding; MFLOP per
+       event printed) and exports it with driftline.export, as a user would.
+    2. The model's own throughput: ONNX Runtime's session.run, the session serve builds, on pre-built
+       tensors at --max-batch; eager torch on the same module beside it.
+    3. serve end to end on the broker (-b, else the running local one, else one started for the run):
+       events in the model's contract produced beforehand, then consumed, decoded, inferred and
+       their predictions produced and acknowledged, in serve's own process.
+    4. Where serve's time goes: its loop's stages timed during the run, and the parts of one
+       process() call (decode, spec.encode, model_inputs, session.run, encoding) on its largest batch.
+    Both sides use --threads ONNX Runtime threads; the broker shares the machine during serve's run
+    only. --device cuda adds the GPU path (CUDA provider against serve --device cuda), or says why not.
+    """
+    import tempfile
+
+    from driftline.bench.model_bench import ModelBenchOptions, run_model_bench, summary_rows
+    from driftline.broker import named_or_local_cluster
+
+    _stop_cleanly_on_signals()
+    say = _narrator(quiet=as_json)
+    opts = ModelBenchOptions(
+        events=events,
+        max_batch=max_batch,
+        width=width,
+        blocks=blocks,
+        threads=threads,
+        device=device,
+        seconds=seconds,
+    )
+    with (
+        named_or_local_cluster(settings.bootstrap_servers, settings.home, settings.cache_dir, say) as servers,
+        tempfile.TemporaryDirectory(prefix="driftline-bench-model-") as tmp,
+    ):
+        r = run_model_bench(settings.model_copy(update={"bootstrap_servers": servers}), opts, Path(tmp), say)
+    _print_table("driftline bench model", summary_rows(r), r if as_json else None)
+
+
 @bench.command("drift")
 @click.option(
     "--full",
@@ -451,3 +524,106 @@ def bench_drift(full: bool, seeds: int | None, workers: int, as_json: bool) -> N
 
         results = run_drift_bench(quick=not full, seeds=seeds, progress=progress, workers=workers)
     click.echo(json.dumps(results, indent=2) if as_json else format_tables(results))
+
+
+@bench.command("loop")
+@click.option(
+    "--stream",
+    "streams",
+    multiple=True,
+    type=click.Choice(["phishing", "bananas", "imagesegments", "shuttle", "trumpapproval"]),
+    help="A stream bundled with River (repeatable) [default: phishing, bananas, trumpapproval].",
+)
+@click.option(
+    "--drift-at",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Inject the drift at this share of the rows (0: none).",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of the rows the first version and River's learners learn from first.",
+)
+@click.option("--max-rows", type=int, default=None, help="Use only the first N rows of each stream.")
+@click.option("--rate", default=50.0, show_default=True, help="Events per second through Kafka.")
+@click.option(
+    "--retrain-events", default=200, show_default=True, help="Events after an alert the trainer learns from."
+)
+@click.option("--epochs", default=40, show_default=True, help="Training epochs per version.")
+@click.option("--min-rows", default=100, show_default=True, help="Fewest labelled rows to train a version.")
+@click.option(
+    "--train-arg",
+    "train_args",
+    multiple=True,
+    help="One more argument for the `driftline train` process, as is (repeatable; e.g. a recipe's).",
+)
+@click.option("--timeout-s", default=900.0, show_default=True, help="Bound on the whole run.")
+@LOGS_OPTION
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as one JSON object.")
+@click.pass_obj
+def bench_loop(
+    settings: Settings,
+    streams: tuple[str, ...],
+    drift_at: float,
+    warmup: float,
+    max_rows: int | None,
+    rate: float,
+    retrain_events: int,
+    epochs: int,
+    min_rows: int,
+    train_args: tuple[str, ...],
+    timeout_s: float,
+    logs: Path | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """The closed loop on real labelled streams against River's ARF and Hoeffding adaptive tree.
+
+    \b
+    Streams ship inside the river wheel (nothing is downloaded); rows in their file order. None has
+    a documented drift, so one is injected from row floor(--drift-at x rows): classification labels
+    y -> (y+1) mod K, regression targets + 2 sd (of the rows before).
+    Driftline: first version from the --warmup rows (train --once), then serve, monitor and train as
+    processes while the other rows arrive at --rate, each label right after its event; predictions
+    are read back from Kafka. In the same run, in process, on the same rows after the warm-up:
+    River's ARF and Hoeffding adaptive tree (warmed on the warm-up rows, then test-then-train) and
+    the never-retrained first version. Regression streams run in process only (the built-in trainer
+    fits classifiers). Prints prequential accuracy (MAE) overall, before and after the drift, rows
+    (and seconds) to recover within 0.02 of the 200-row pre-drift level, alerts, versions, and the
+    gap Driftline - ARF. Exits 1 when Driftline left a row unanswered.
+    """
+    import dataclasses
+
+    from driftline.bench.loop import LoopOptions, format_tables, run_loop_bench
+    from driftline.broker import named_or_local_cluster
+
+    _stop_cleanly_on_signals()
+    say = _narrator(quiet=as_json)
+    opts = LoopOptions(
+        drift_at=drift_at,
+        warmup=warmup,
+        max_rows=max_rows,
+        rate=rate,
+        retrain_events=retrain_events,
+        epochs=epochs,
+        min_rows=min_rows,
+        device=device,
+        train_args=train_args,
+        logs=logs,
+        timeout_s=timeout_s,
+    )
+    if streams:
+        opts = dataclasses.replace(opts, streams=streams)
+    with named_or_local_cluster(
+        settings.bootstrap_servers, settings.home, settings.cache_dir, say
+    ) as servers:
+        results = run_loop_bench(settings.model_copy(update={"bootstrap_servers": servers}), opts, say)
+    click.echo(json.dumps(results, indent=2) if as_json else format_tables(results))
+    loop = [s["methods"]["driftline"] for s in results["streams"] if "driftline" in s["methods"]]
+    if any(m["answered"] < m["rows"] for m in loop):
+        sys.exit(1)
