@@ -21,8 +21,10 @@ from driftline.monitoring.monitor import DriftMonitor
 from driftline.monitoring.profile import FieldReference, ReferenceProfile
 from driftline.monitoring.quality import FieldRates
 from driftline.monitoring.regression import ErrorRise
-from driftline.schemas import AvroEncoder, builtin_store
-from driftline.streams.monitor_service import NullsSeen
+from driftline.schemas import AvroDecoder, AvroEncoder, builtin_store
+from driftline.streams.features import FeatureExtractor
+from driftline.streams.records import decode_rows
+from driftline.testing import FakeMessage
 
 STORE = builtin_store()
 ALERTS = AvroEncoder.single_object(STORE.latest("io.driftline.DriftAlert"))
@@ -253,20 +255,28 @@ def test_error_rise_uses_a_given_reference_mae() -> None:
 # -- the service's null bookkeeping ----------------------------------------------------------------------
 
 
-def test_nulls_seen_line_up_with_the_rows_of_a_batch() -> None:
-    extractor = NullsSeen(SPEC)
-    out = extractor.extract(
-        [{"amount": 1.0, "tip": None, "country": "DE"}, {"amount": 2.0, "tip": 1.0, "country": "FR"}]
+def test_the_record_path_says_which_values_were_null_in_row_order() -> None:
+    """JSON records (nulls possible) and InputEvent arrays (never null) in one batch: each row's nulls
+    line up with its row, whatever path decoded it."""
+    spec = ModelSpec(
+        inputs=[InputField(name="a"), InputField(name="b", nullable=True, impute=0.0)],
+        task=Classification(classes=("n", "y")),
     )
-    assert out.nulls is not None
-    rows = np.array([0, 3], dtype=np.int64)
-    assert extractor.nulls_of(rows, lambda: np.zeros(0, np.int64)).tolist() == out.nulls.tolist()
-    mixed = np.array([0, 1, 3], dtype=np.int64)  # row 1 came as a features array
-    assert extractor.nulls_of(mixed, lambda: np.array([1])).tolist() == [
-        [False, True, False],
-        [False, False, False],
-        [False, False, False],
+    array = AvroEncoder.single_object(STORE.latest("io.driftline.InputEvent")).encode(
+        {"event_id": "x", "event_time": 1, "features": [1.0, 2.0], "source": None}
+    )
+    messages = [
+        FakeMessage(json.dumps({"event_id": "j0", "a": 1.0, "b": None}).encode()),
+        FakeMessage(array, _offset=1),
+        FakeMessage(json.dumps({"event_id": "j2", "a": 2.0, "b": 3.0}).encode(), _offset=2),
+        FakeMessage(json.dumps({"event_id": "j3", "a": 3.0, "b": None}).encode(), _offset=3),
     ]
+    rows, dead = decode_rows(messages, AvroDecoder(STORE), FeatureExtractor(spec))
+    assert dead == []
+    assert rows.nulls is not None
+    assert rows.rows.tolist() == [0, 1, 2, 3]
+    assert rows.nulls.tolist() == [[False, True], [False, False], [False, False], [False, True]]
+    assert rows.take(np.array([3])).nulls.tolist() == [[False, True]]  # type: ignore[union-attr]
 
 
 # -- the running monitor on a broker ---------------------------------------------------------------------

@@ -61,10 +61,13 @@ class FeatureExtractor:
             [ids[k] for k in order.tolist()],
             [times[k] for k in order.tolist()],
             dict(sorted({**parts[0].rejected, **parts[1].rejected}.items())),
+            np.concatenate([p.nulls for p in parts if p.nulls is not None])[order],
         )
 
     def _named(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
         out = self.spec.encode(records)
+        if out.nulls is None:
+            out.nulls = np.zeros((len(out.kept), len(self.spec.inputs)), dtype=np.bool_)
         if out.rejected and self._model != "the model":
             out.rejected = {i: (r, f"{d} (needed by {self._model})") for i, (r, d) in out.rejected.items()}
         return out
@@ -103,4 +106,5 @@ class FeatureExtractor:
             [None if r.get(id_field) is None else str(r.get(id_field)) for r in chosen],
             [t if isinstance(t := r.get(times_field), int) else None for r in chosen],
             rejected,
+            np.zeros((len(kept_rows), len(self.spec.inputs)), dtype=np.bool_),  # arrays carry no nulls
         )

@@ -40,12 +40,11 @@ from driftline.errors import ConfigError, DecodeError
 from driftline.health import Health
 from driftline.metrics import MonitorMetrics
 from driftline.models.follower import RegistryFollower, logged
-from driftline.models.spec import Classification, Encoded, ModelSpec
+from driftline.models.spec import Classification, ModelSpec
 from driftline.monitoring.join import Joined, LabelJoin, RecentMean
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import MonitorOptions
-from driftline.schemas.columnar import INPUT_EVENT_WRITERS, decode_input_events
 from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
 from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
 from driftline.streams import kafka
@@ -259,7 +258,7 @@ class MonitorService:
         spec = record.get("spec")
         self._spec = ModelSpec.model_validate_json(spec) if spec else None
         if self._spec is not None:  # a user's model: its own fields, kinds and units
-            self._features = NullsSeen(self._spec)
+            self._features = FeatureExtractor(self._spec)
             self._decoder.learn(contract_schema(str(record["model_name"]), self._spec))
         else:
             names = self._profile.feature_names if self._profile else record["features"]
@@ -312,15 +311,12 @@ class MonitorService:
         if self._features is None:
             return
         features = self._features
-        if isinstance(features, NullsSeen):
-            features.forget()
         rows, dead = decode_rows(messages, self._decoder, features)
         for d in dead:
             self._dead_letter(d.message, d.reason, d.detail)
         self.monitor.observe_inputs(rows.features, now)
-        if isinstance(features, NullsSeen):
-            nulls = features.nulls_of(rows.rows, lambda: _array_rows(messages, features))
-            self.monitor.observe_fields(rows.features, rows.codes, nulls, now)
+        if self._spec is not None and rows.nulls is not None:  # per-field checks: models with a spec
+            self.monitor.observe_fields(rows.features, rows.codes, rows.nulls, now)
 
     def _predictions(self, messages: list[Message], now: int) -> None:
         """Canonical predictions are read for the whole batch at once; any other goes through
@@ -540,49 +536,6 @@ class MonitorService:
             saved_version,
             dict(self._positions),
         )
-
-
-class NullsSeen(FeatureExtractor):
-    """A spec's extractor that keeps which values of the rows it extracted were null, before they were
-    imputed (the record path's ``Rows`` do not carry them yet)."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__(spec)
-        self.forget()
-
-    def forget(self) -> None:
-        self._nulls = np.zeros((0, len(self.spec.inputs)), dtype=np.bool_)
-
-    def extract(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
-        out = super().extract(records)
-        width = len(self.spec.inputs)
-        seen = out.nulls if out.nulls is not None else np.zeros((len(out.kept), width), dtype=np.bool_)
-        self._nulls = np.concatenate([self._nulls, seen])
-        return out
-
-    def nulls_of(
-        self, rows: npt.NDArray[np.int64], array_rows: Callable[[], npt.NDArray[np.int64]]
-    ) -> npt.NDArray[np.bool_]:
-        """The nulls of a batch's ``Rows`` (their batch indices ``rows``): the extracted rows' nulls in
-        order, and none for the rows that came as ``features`` arrays (``array_rows()``: which)."""
-        if len(self._nulls) == len(rows):
-            return self._nulls
-        out = np.zeros((len(rows), len(self.spec.inputs)), dtype=np.bool_)
-        if len(self._nulls):
-            extracted = ~np.isin(rows, array_rows())
-            out[extracted] = self._nulls[: int(extracted.sum())]
-        return out
-
-
-def _array_rows(messages: Sequence[Message], features: FeatureExtractor) -> npt.NDArray[np.int64]:
-    """Which messages of a batch the record path read as ``InputEvent`` arrays (never null)."""
-    if not features.accepts_arrays:
-        return np.zeros(0, dtype=np.int64)
-    payloads = [m.value() or b"" for m in messages]
-    rows: npt.NDArray[np.int64] = decode_input_events(
-        payloads, INPUT_EVENT_WRITERS, len(features.feature_names)
-    ).rows
-    return rows
 
 
 def _role(topics: Any, topic: str) -> str:

@@ -74,6 +74,9 @@ class Rows:
     """Numeric and boolean inputs, raw (imputed, not standardised), in the model's order."""
     codes: npt.NDArray[np.int64]
     """Categorical inputs' codes (no columns for a model without categorical fields)."""
+    nulls: npt.NDArray[np.bool_] | None = None
+    """Which values were null before imputation, ``(len(rows), len(spec.inputs))`` in the spec's input
+    order (the monitor's data-quality checks read it)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -86,6 +89,7 @@ class Rows:
             self.event_times[index],
             self.features[index],
             self.codes[index],
+            None if self.nulls is None else self.nulls[index],
         )
 
 
@@ -173,7 +177,10 @@ def decode_rows(
     slow = _decode_one_by_one(messages, slow_rows.tolist(), decoder, features, dead)
     if not len(slow.rows) and finite.all():  # the common case: every event took the columnar path
         no_codes = np.zeros((len(fast.rows), 0), dtype=np.int64)
-        return Rows(fast.rows, fast.event_ids, fast.event_times, fast.features, no_codes), dead
+        no_nulls = np.zeros((len(fast.rows), len(features.spec.inputs)), dtype=np.bool_)
+        return Rows(fast.rows, fast.event_ids, fast.event_times, fast.features, no_codes, no_nulls), dead
+    width = len(features.spec.inputs)
+    slow_nulls = slow.nulls if slow.nulls is not None else np.zeros((len(slow.rows), width), np.bool_)
     rows = np.concatenate([fast.rows[finite], slow.rows])
     order = np.argsort(rows, kind="stable")
     kept_fast: list[bool] = finite.tolist()
@@ -186,6 +193,7 @@ def decode_rows(
         codes=np.concatenate([np.zeros((int(finite.sum()), slow.codes.shape[1]), np.int64), slow.codes])[
             order
         ],
+        nulls=np.concatenate([np.zeros((int(finite.sum()), width), np.bool_), slow_nulls])[order],
     )
     return merged, dead
 
@@ -219,5 +227,10 @@ def _decode_one_by_one(
         for i, event_time in zip(kept, out.event_times, strict=True)
     ]
     return Rows(
-        np.asarray(kept, dtype=np.int64), ids, np.asarray(times, dtype=np.int64), out.numeric, out.codes
+        np.asarray(kept, dtype=np.int64),
+        ids,
+        np.asarray(times, dtype=np.int64),
+        out.numeric,
+        out.codes,
+        out.nulls,
     )

@@ -70,18 +70,41 @@ class TrainingSet:
 
 
 def first_windows(settings: Settings, topic: str, rows: int) -> list[Window]:
-    """The first ``rows`` records of ``topic`` (spread over its partitions), as windows."""
+    """The first ``rows`` records of ``topic``, as windows: what its partitions hold already (keys
+    rarely spread evenly), and only what is missing from ``rows`` spread evenly as records to come."""
     consumer = kafka.consumer(settings, f"driftline-train-{uuid.uuid4().hex[:8]}")
     try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        per = max(1, -(-rows // len(partitions)))
-        windows = []
-        for p in sorted(partitions):
-            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            windows.append(_window(topic, p, low, low + per))
-        return windows
+        partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions]
     finally:
         consumer.close()
+    sizes = share_rows(rows, [high - low for low, high in marks])
+    return [_window(topic, p, low, low + n) for p, (low, _), n in zip(partitions, marks, sizes, strict=True)]
+
+
+def share_rows(rows: int, available: Sequence[int]) -> list[int]:
+    """How many records to take from each partition for ``rows`` in all: fill from what each holds,
+    as evenly as possible, then spread any shortfall evenly (those records are waited for).
+
+    >>> share_rows(2400, [1223, 1177]), share_rows(100, [1000, 10]), share_rows(10, [0, 2])
+    ([1223, 1177], [90, 10], [4, 6])
+    """
+    taken = [0] * len(available)
+    left = rows
+    open_ = [i for i, n in enumerate(available) if n > 0]
+    while left > 0 and open_:
+        even = max(1, left // len(open_))
+        for i in list(open_):
+            step = min(even, available[i] - taken[i], left)
+            taken[i] += step
+            left -= step
+            if taken[i] >= available[i]:
+                open_.remove(i)
+            if left == 0:
+                break
+    for k in range(left):  # records still to come
+        taken[k % len(taken)] += 1
+    return taken
 
 
 def _window(topic: str, partition: int, start: int, end: int) -> Window:
