@@ -131,3 +131,18 @@ class TrainOptions(_Section):
         "mae or rmse (regression); default accuracy or mae.",
     )
     seed: int = Field(0, description="The seed a recipe's run starts from.")
+    shadow_events: int = Field(
+        0,
+        ge=0,
+        description="Champion-challenger: a recipe's candidate that wins on the held-out rows runs as the "
+        "shadow on live traffic and is promoted only if it also wins on this many labelled events "
+        "(0: promote on the held-out rows).",
+    )
+    shadow_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        le=1200,
+        description="How long a shadow is judged at most: then it is judged on what came (at least half "
+        "of --shadow-events), else it stays in shadow. At most 20 minutes: the trainer's request must be "
+        "answered within its consumer's 30-minute poll interval.",
+    )

@@ -47,6 +47,8 @@ log = logging.getLogger("driftline")
 @setting_option(TrainOptions, "recipe")
 @setting_option(TrainOptions, "metric", type=click.Choice(["accuracy", "log_loss", "roc_auc", "mae", "rmse"]))
 @setting_option(TrainOptions, "seed", type=int)
+@setting_option(TrainOptions, "shadow_events", type=int)
+@setting_option(TrainOptions, "shadow_timeout_s", type=float)
 @click.option(
     "--spec",
     "spec_file",
@@ -86,7 +88,9 @@ def train(
       2. hold out the most recent --eval-fraction, train the candidate on the rest;
       3. score candidate and live version on the held-out rows;
       4. publish the candidate, signed, with its lineage and reference profile; promote it only if
-         it beats the live version by --margin (the record says why, either way).
+         it beats the live version by --margin (the record says why, either way);
+      5. with --shadow-events N (recipes), a winner first runs as the shadow next to the live version
+         and is promoted only if it also wins on N labelled live events (else it is retired).
     The same request twice trains once; a request is committed only once answered, so a crash
     retrains it. Events are read like serve reads them (give it the same --schema files). Needs
     the private signing key. Stop with SIGTERM or Ctrl-C.

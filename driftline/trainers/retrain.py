@@ -36,6 +36,7 @@ from driftline.models.runtime import TorchPredictor, load_predictor
 from driftline.models.spec import ModelSpec
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import TrainOptions
+from driftline.trainers.challenger import challenge
 from driftline.trainers.dataset import TrainingDataError, TrainingSet
 from driftline.trainers.fit import fit_classifier
 from driftline.trainers.recipe import TrainingContext, TrainingData, load_recipe, run_recipe
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 PROMOTING = "promoting"
 NOT_PROMOTED = "not promoted"
+SHADOWING = "shadowing"
 
 
 @dataclass(frozen=True)
@@ -156,11 +158,16 @@ def train_recipe_and_publish(
     *,
     request_id: str | None = None,
     progress: Callable[[float, str], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Train with the team's recipe, then what Driftline does for every recipe: export to ONNX (the
     parity check included), judge candidate and live version on the same held-out rows by the task's
     metric, build the reference profile, publish the signed version with its lineage, and promote it
-    only if it wins by ``opts.margin``."""
+    only if it wins by ``opts.margin``.
+
+    With ``opts.shadow_events`` > 0, a candidate that wins on the held-out rows is not promoted yet:
+    it runs as the shadow on live traffic and is promoted only if it also wins there, on that many
+    labelled events (:func:`driftline.trainers.challenger.challenge`); ``stop`` ends that wait."""
     if len(data) < opts.min_rows:
         why = ", ".join(f"{n} {reason}" for reason, n in data.unused.items()) or "none"
         raise TrainingDataError(
@@ -194,6 +201,9 @@ def train_recipe_and_publish(
         live_score = None if live_dir is None else _live_score(live_dir, spec, held_out, metric.name)
         promote = live_score is None or better(metric.name, candidate, than=live_score, margin=opts.margin)
         verdict = _recipe_verdict(promote, metric, candidate, live, live_score, opts.margin, len(held_out))
+        shadowing = opts.shadow_events > 0 and promote and live is not None and live_score is not None
+        if shadowing:  # never "promoting: ...", which finish_pending would promote after a crash
+            verdict = f"{SHADOWING}: {verdict.removeprefix(PROMOTING + ': ')}; to be judged on live traffic"
         metrics = {
             f"candidate_{metric.name}": candidate,
             **({} if live_score is None else {f"live_{metric.name}": live_score}),
@@ -215,7 +225,20 @@ def train_recipe_and_publish(
             request_id=request_id,
         )
     log.info("%s v%s (recipe %s): %s", name, version, recipe, verdict)
-    if promote:
+    if shadowing and live is not None:
+        promote, record = challenge(
+            settings,
+            private_key,
+            record,
+            str(live["version"]),
+            spec,
+            metric.name,
+            labelled_events=opts.shadow_events,
+            timeout=opts.shadow_timeout_s,
+            margin=opts.margin,
+            stop=stop,
+        )
+    elif promote:
         control.promote(settings, private_key, name, version)
     return Outcome(record, promote, candidate, live_score, metric.name, data.unused)
 

@@ -148,7 +148,7 @@ def answer_request(
     )
     if spec is not None and opts.recipe:
         return train_recipe_and_publish(
-            settings, private_key, name, data, spec, opts.recipe, opts, request_id=request_id
+            settings, private_key, name, data, spec, opts.recipe, opts, request_id=request_id, stop=stop
         )
     return train_and_publish(
         settings, private_key, name, data, classes, features, opts, request_id=request_id
