@@ -94,7 +94,7 @@ def test_drift_is_alerted_once_across_a_kill_and_a_hand_over(
     assert np.isfinite(opened[0]["statistic"])
 
 
-def test_a_partition_stride_samples_the_same_partitions_of_every_input(
+def test_a_partition_stride_samples_events_and_predictions_and_reads_every_label(
     registry: Settings, keys: Path
 ) -> None:
     from driftline.errors import ConfigError
@@ -107,10 +107,11 @@ def test_a_partition_stride_samples_the_same_partitions_of_every_input(
     service = MonitorService(registry, MODEL, load_trusted_keys(registry), MonitorOptions(partition_stride=2))
     try:
         chosen = {(tp.topic, tp.partition) for tp in service.assignment([t.events, t.predictions, t.labels])}
-        assert chosen == {(t.events, 0), (t.predictions, 0), (t.labels, 0)}  # 2 partitions each
-        odd = registry.topics.model_copy(update={"labels": f"{t.labels}-3", "partitions": 3})
-        kafka.create_topics(registry.model_copy(update={"topics": odd}), [odd.labels])
+        # 2 partitions each: partition 0 of events and predictions, and a label on either partition
+        assert chosen == {(t.events, 0), (t.predictions, 0), (t.labels, 0), (t.labels, 1)}
+        odd = registry.topics.model_copy(update={"predictions": f"{t.predictions}-3", "partitions": 3})
+        kafka.create_topics(registry.model_copy(update={"topics": odd}), [odd.predictions])
         with pytest.raises(ConfigError, match="co-partitioned"):
-            service.assignment([t.events, t.predictions, odd.labels])
+            service.assignment([t.events, odd.predictions, t.labels])
     finally:
         service.close()

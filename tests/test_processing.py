@@ -209,3 +209,23 @@ def test_fast_and_general_paths_mix_in_input_order() -> None:
     assert result.keys == [i.encode() for i in ids]
     assert result.event_times_ms.tolist() == [1000 + i for i in range(80) if i % 4 != 3]
     assert [d.message.offset() for d in result.dead_letters] == [i for i in range(80) if i % 4 == 3]
+
+
+def test_a_model_output_that_is_not_finite_is_dead_lettered_never_published() -> None:
+    """Finite inputs of 3e38 overflow a logistic model's logits: the softmax is NaN. Those events are
+    dead-lettered (naming model and version); the others are predicted as usual, the shadow too."""
+    module = build_module(CONFIG)
+    for weight in module.parameters():
+        weight.data.fill_(10.0)  # 10 * 3e38 overflows float32: every logit is infinite
+    processor = core()
+    processor.predictor = TorchPredictor(CONFIG, module, "cpu")
+    processor.shadow = TorchPredictor(CONFIG.model_copy(update={"version": "8"}), module, "cpu")
+    messages = [event(0, [0.1, 0.2, 0.3]), event(1, [3e38, 3e38, 3e38]), event(2, [0.3, 0.2, 0.1])]
+    result = processor.process(messages, arrivals=[0.0] * 3)
+    decoder = AvroDecoder(STORE)
+    assert [decoder.decode(v)["event_id"] for v in result.values] == ["e0", "e2"]
+    assert [(d.message.offset(), d.reason) for d in result.dead_letters] == [(1, "non-finite-output")]
+    assert "model m version 7" in result.dead_letters[0].detail
+    assert all(np.isfinite(decoder.decode(v)["scores"]).all() for v in result.values)
+    assert [decoder.decode(v)["model_version"] for v in result.shadow_values] == ["8", "8"]
+    assert result.shadow_keys == [b"e0", b"e2"]

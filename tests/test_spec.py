@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,28 @@ def test_publishing_with_a_schema_registry_registers_the_contract() -> None:
     schema_id = register_contract(settings, "fraud", SPEC)
     assert schema_id is not None
     assert register_contract(settings, "fraud", SPEC) == schema_id  # the same contract: the same id
+
+
+def test_models_contract_prints_the_schema_and_the_spec_of_an_artifact(tmp_path: Path) -> None:
+    import torch
+    from click.testing import CliRunner
+
+    from driftline.api import export
+    from driftline.cli import main
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = torch.nn.Embedding(3, 2)
+            self.linear = torch.nn.Linear(5, 2)
+
+        def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.linear(torch.cat([numeric, self.embedding(categorical[:, 0])], dim=1))
+            return out
+
+    artifact = export(Net(), SPEC, [GOOD] * 8, tmp_path / "fraud", name="fraud", version="1")
+    printed = CliRunner().invoke(main, ["models", "contract", "--model-dir", str(artifact)])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == contract_schema("fraud", SPEC).raw
+    spec = CliRunner().invoke(main, ["models", "contract", "--model-dir", str(artifact), "--spec"])
+    assert ModelSpec.model_validate_json(spec.output) == SPEC

@@ -209,21 +209,28 @@ class MonitorService:
         self._consumer.assign(self.assignment(topics))
 
     def assignment(self, topics: Sequence[str]) -> list[TopicPartition]:
-        """The input partitions this monitor reads, at their checkpointed (or starting) positions."""
+        """The input partitions this monitor reads, at their checkpointed (or starting) positions.
+
+        With a partition stride, every Nth partition of events and predictions (co-partitioned), and
+        every partition of labels: a label joins its prediction whichever partition it was written
+        to, and labels of events outside the sample expire unjoined (counted)."""
         counts = self._partition_counts(topics)
-        sizes = sorted(set(counts.values()))
+        labels = self.settings.topics.labels
+        sampled = [topic for topic in topics if topic != labels]
+        sizes = sorted({counts[topic] for topic in sampled})
         stride = self.options.partition_stride
         if stride > 1 and len(sizes) > 1:
             raise ConfigError(
-                f"--partition-stride {stride} needs co-partitioned inputs, but {', '.join(topics)} have "
-                f"{sizes} partitions; give them the same count or read every partition."
+                f"--partition-stride {stride} needs co-partitioned events and predictions, but "
+                f"{', '.join(sampled)} have {sizes} partitions; give them the same count or read every "
+                "partition."
             )
         default = OFFSET_END if self.options.start_from_end else OFFSET_BEGINNING
         return [
             TopicPartition(topic, partition, self._positions[topic].get(partition, default))
             for topic in topics
             for partition in range(counts[topic])
-            if partition % stride == 0
+            if partition % stride == 0 or topic == labels
         ]
 
     def records_read(self) -> dict[str, int]:
