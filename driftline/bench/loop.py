@@ -470,7 +470,12 @@ def _loop_figures(loop: LoopRun, drift: int | None, recovered: int | None) -> di
         "alerts": loop.alerts,
         "retrain_requests": loop.retrain_requests,
         "versions_published": len(later),
-        "versions_promoted": sum(1 for p in later if str(p["reason"]).startswith("promoting")),
+        # a promoted version's latest record is its LIVE (or later RETIRED) status record
+        "versions_promoted": sum(
+            1
+            for p in later
+            if p.get("status") in ("LIVE", "RETIRED") or str(p["reason"]).startswith("promot")
+        ),
         "versions_serving": sorted({v for v in loop.versions if v is not None}, key=lambda v: (len(v), v)),
         "seconds_to_recover": None
         if drift is None or recovered is None
