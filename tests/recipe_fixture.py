@@ -39,4 +39,4 @@ def fraud_net(data: TrainingData, context: TrainingContext) -> Trained:
         optimiser.step()
         context.progress((step + 1) / 80, "training")
     CALLS.append((context.version, len(data), warm))
-    return Trained(module, {"final_loss": float(loss)})
+    return Trained(module, {"final_loss": float(loss.detach())})

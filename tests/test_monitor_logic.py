@@ -37,8 +37,15 @@ INPUTS = [TOPICS.events, TOPICS.predictions, TOPICS.labels]
 PRIVATE, PUBLIC = generate_keys()
 TRUSTED = {key_id(PUBLIC): PUBLIC}
 CONFIG = ModelConfig(name="m", version="1", architecture="logistic", features=["a", "b"], classes=["n", "y"])
-T0 = int(time.time() * 1000) - 60_000
-"""The first event's time: recent, so that the label join's time-to-live keeps every event."""
+
+
+def recent_ms() -> int:
+    """A first event's time a minute ago: recent, so that the label join's time-to-live keeps every
+    event. Taken when a test builds its stream, not when the module is imported (a long suite runs
+    this module many minutes after collecting it)."""
+    return int(time.time() * 1000) - 60_000
+
+
 COUNT, DRIFT_AT = 6000, 4000
 """Events (each with its prediction and label); from ``DRIFT_AT`` on, half the labels disagree."""
 
@@ -55,6 +62,7 @@ Record = tuple[str, bytes, bytes]
 def stream(count: int = COUNT) -> tuple[bytes, list[Record]]:
     """The live version's signed registry record, with a reference profile, and ``count`` events with
     their predictions and labels, in that order (a concept drift at ``DRIFT_AT``)."""
+    t0 = recent_ms()
     rng = np.random.default_rng(7)
     torch.manual_seed(0)
     predictor = TorchPredictor(CONFIG, build_module(CONFIG), "cpu")
@@ -63,7 +71,7 @@ def stream(count: int = COUNT) -> tuple[bytes, list[Record]]:
     labels = flipped(scores.argmax(axis=1), 0.1, rng)
     profile = ReferenceProfile.from_training(reference, scores, CONFIG.features, labels)
     live = example_version(
-        model_name="m", version="1", status="LIVE", created_at=T0, reference_profile=profile.to_json()
+        model_name="m", version="1", status="LIVE", created_at=t0, reference_profile=profile.to_json()
     )
     x = rng.uniform(-3, 3, (count, 2)).astype(np.float32)
     scores = predictor.predict_batch(x)
@@ -73,7 +81,7 @@ def stream(count: int = COUNT) -> tuple[bytes, list[Record]]:
     )
     records: list[Record] = []
     for i in range(count):
-        event_id, event_time, key = f"e{i}", T0 + i, f"e{i}".encode()
+        event_id, event_time, key = f"e{i}", t0 + i, f"e{i}".encode()
         event = {"event_id": event_id, "event_time": event_time, "features": x[i].tolist(), "source": None}
         prediction = {
             "event_id": event_id,

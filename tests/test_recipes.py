@@ -136,15 +136,16 @@ def test_a_recipe_retrains_a_teams_model_with_full_lineage_and_once_per_request(
         client.send_labels(zip(ids, labels, strict=True))
 
     t = registry.topics
-    request = {
+    windows = [*first_windows(registry, t.events, 2400), *first_windows(registry, t.labels, 2400)]
+    # 5 events that never come: the trainer waits for them, says so, and trains on what came
+    windows[0] = {**windows[0], "end_offset": windows[0]["end_offset"] + 5}
+    request: dict[str, Any] = {
         "request_id": "drift-1",
         "model_name": name,
         "model_version": "1",
         "reason": "test",
-        "training_data": [*first_windows(registry, t.events, 2400), *first_windows(registry, t.labels, 2400)],
+        "training_data": windows,
     }
-    # the windows ask for 2,400 records per topic spread evenly over its partitions, which the keys
-    # did not fill evenly: the trainer waits, says so, and trains on what came
     options = TrainOptions(
         recipe="tests.recipe_fixture:fraud_net", metric="log_loss", min_rows=500, data_timeout_s=12
     )
