@@ -30,7 +30,7 @@ from driftline.config import Settings, Topics, load_settings
 from driftline.options import ServeOptions
 from driftline.schemas import AvroEncoder, builtin_store
 from driftline.streams import kafka
-from driftline.streams.serve import build_processor
+from driftline.streams.serve import StreamProcessor, build_processor
 
 
 def prediction_sized_payload(n_classes: int) -> bytes:
@@ -89,6 +89,13 @@ def run_serve(
     group = f"bench-serve-{uuid.uuid4().hex[:8]}"
     options = ServeOptions(group_id=group, instance_id=group, max_batch=max_batch, exactly_once=exactly_once)
     processor = build_processor(settings, model_dir, options, device=device)
+    run_until_handled(processor, n_events, timeout_s)
+    return _report(processor.handled, n_events, processor.first_arrival, processor.last_commit)
+
+
+def run_until_handled(processor: StreamProcessor, n_events: int, timeout_s: float) -> None:
+    """Run ``processor`` on a thread of its own until it has handled ``n_events`` events, the
+    timeout passes or it stops; then stop it."""
     stop = threading.Event()
     thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
     thread.start()
@@ -99,7 +106,6 @@ def run_serve(
     finally:
         stop.set()
         thread.join(60)
-    return _report(processor.handled, n_events, processor.first_arrival, processor.last_commit)
 
 
 def run_monitor(

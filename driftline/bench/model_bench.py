@@ -33,7 +33,6 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +45,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from driftline.bench.contenders import run_until_handled
 from driftline.config import Settings, Topics, load_settings
 from driftline.models.spec import Classification, InputField, ModelSpec
 
@@ -306,16 +306,7 @@ def run_serve(
     setattr(batcher, "fill", _timed(spans, "consume", batcher.fill))  # noqa: B010
     setattr(processor, "_produce", _timed(spans, "produce", processor._produce))  # noqa: B010
     setattr(processor, "_await_delivery", _timed(spans, "delivery", processor._await_delivery))  # noqa: B010
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while processor.handled < n_events and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.005)
-    finally:
-        stop.set()
-        thread.join(60)
+    run_until_handled(processor, n_events, timeout_s)
     first, last = processor.first_arrival, processor.last_commit
     if processor.handled < n_events or first is None or last is None:
         raise RuntimeError(f"serve handled only {processor.handled} of {n_events} events")

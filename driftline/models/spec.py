@@ -346,9 +346,11 @@ def _categorical_column(
     records: Sequence[Mapping[str, Any]], spec: InputField, rejected: Rejections
 ) -> Codes:
     vocabulary = {category: k for k, category in enumerate(spec.categories, start=1)}
+    values = [r.get(spec.name, _MISSING) for r in records]
+    if {type(v) for v in values} <= {str}:  # the common case: one lookup pass, no per-value branches
+        return np.fromiter(map(vocabulary.get, values, [0] * len(values)), dtype=np.int64, count=len(values))
     codes = np.zeros(len(records), dtype=np.int64)
-    for i, record in enumerate(records):
-        value = record.get(spec.name, _MISSING)
+    for i, value in enumerate(values):
         if isinstance(value, str):
             codes[i] = vocabulary.get(value, 0)
         elif value is None and spec.nullable:

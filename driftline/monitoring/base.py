@@ -12,10 +12,9 @@ Floats = npt.NDArray[np.float64]
 CHUNK = 4096
 
 
-class BatchDetector:
-    """State, properties and the batch loop shared by every detector; subclasses implement ``_rows``
-    (the input as a float array) and ``_advance`` (a chunk in, the statistic after each row out), and
-    may override ``_rearm`` (what an alarm resets; by default everything)."""
+class DetectorState:
+    """What every detector reports: ``drift_detected`` (after the last update), ``statistic`` and
+    ``threshold``, read-only, and ``_reset``."""
 
     _threshold: float
 
@@ -38,6 +37,12 @@ class BatchDetector:
     def _reset(self) -> None:
         self._statistic = 0.0
         self._drift_detected = False
+
+
+class BatchDetector(DetectorState):
+    """State, properties and the batch loop shared by every detector; subclasses implement ``_rows``
+    (the input as a float array) and ``_advance`` (a chunk in, the statistic after each row out), and
+    may override ``_rearm`` (what an alarm resets; by default everything)."""
 
     def _rows(self, xs: npt.ArrayLike) -> Floats:
         raise NotImplementedError

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from driftline.monitoring.base import DetectorState
+
 Floats = npt.NDArray[np.float64]
 Flags = npt.NDArray[np.bool_]
 
@@ -49,7 +51,7 @@ def _kl(rate: Floats, limit: Floats) -> Floats:
     return out
 
 
-class FieldRates:
+class FieldRates(DetectorState):
     """The recent rate of a per-field flag and which fields rose clearly above their reference rate.
 
     Follows the detectors' contract (``update``, ``update_batch``, ``drift_detected``, ``statistic``,
@@ -90,24 +92,11 @@ class FieldRates:
         self._reset()
 
     def _reset(self) -> None:
+        """Also ``statistic`` (the largest field statistic after the last batch) and ``drift_detected``
+        (whether the last batch raised a field)."""
+        super()._reset()
         self._recent = np.zeros((0, len(self.names)), dtype=np.bool_)
         self._raised = np.zeros(len(self.names), dtype=np.bool_)
-        self._statistic = 0.0
-        self._drift_detected = False
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last batch raised a field."""
-        return self._drift_detected
-
-    @property
-    def statistic(self) -> float:
-        """The largest field statistic after the last batch."""
-        return self._statistic
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
 
     @property
     def raised(self) -> Flags:

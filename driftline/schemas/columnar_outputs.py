@@ -37,6 +37,7 @@ from driftline.schemas.columnar import (
     _read_string,
     _valid_utf8,
 )
+from driftline.schemas.wire import load_schema
 
 
 def _skip_tail(
@@ -76,6 +77,19 @@ class DecodedLabels:
     event_ids: list[str]
     event_times: Int64s
     labels: Int64s
+
+
+PREDICTION_WRITERS: dict[bytes, bool] = {
+    load_schema("prediction.v1.avsc").fingerprint: False,
+    load_schema("prediction.avsc").fingerprint: True,
+}
+"""Driftline's Prediction versions :func:`decode_predictions` reads, and whether each has version 2's
+trailing unions."""
+LABEL_WRITERS: dict[bytes, bool] = {
+    load_schema("label.v1.avsc").fingerprint: False,
+    load_schema("label.avsc").fingerprint: True,
+}
+"""Driftline's Label versions :func:`decode_labels` reads, and whether each has version 2's unions."""
 
 
 def decode_predictions(

@@ -255,6 +255,24 @@ def read_to_end(
         reader.close()
 
 
+def watermarks(
+    settings: Settings, topics: Iterable[str], timeout: float = 30.0
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """Each partition's low and high watermarks, per topic (asked again while a leader settles)."""
+    reader = consumer(settings, f"driftline-offsets-{uuid.uuid4().hex[:8]}")
+    try:
+        deadline = time.monotonic() + timeout
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for topic in topics:
+            partitions = reader.list_topics(topic, timeout=timeout).topics[topic].partitions
+            out[topic] = {
+                p: _watermarks(reader, TopicPartition(topic, p), deadline) for p in sorted(partitions)
+            }
+        return out
+    finally:
+        reader.close()
+
+
 def partition_counts(settings: Settings, topics: Iterable[str], timeout: float = 30.0) -> dict[str, int]:
     """How many partitions each of ``topics`` has (0 for a topic that does not exist)."""
     metadata = admin(settings).list_topics(timeout=timeout).topics

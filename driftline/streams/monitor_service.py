@@ -45,8 +45,13 @@ from driftline.monitoring.join import Joined, LabelJoin, RecentMean
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import MonitorOptions
-from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
-from driftline.schemas.wire import AvroEncoder, builtin_store, load_schema
+from driftline.schemas.columnar_outputs import (
+    LABEL_WRITERS,
+    PREDICTION_WRITERS,
+    decode_labels,
+    decode_predictions,
+)
+from driftline.schemas.wire import AvroEncoder, builtin_store
 from driftline.streams import kafka
 from driftline.streams.deadletters import DeadLetterWriter, max_message_bytes
 from driftline.streams.features import FeatureExtractor
@@ -66,14 +71,6 @@ log = logging.getLogger(__name__)
 _STORE = builtin_store()
 _ALERTS = AvroEncoder.single_object(_STORE.latest("io.driftline.DriftAlert"))
 _REQUESTS = AvroEncoder.single_object(_STORE.latest("io.driftline.RetrainRequest"))
-_PREDICTION_WRITERS = {
-    load_schema("prediction.v1.avsc").fingerprint: False,
-    load_schema("prediction.avsc").fingerprint: True,
-}
-_LABEL_WRITERS = {
-    load_schema("label.v1.avsc").fingerprint: False,
-    load_schema("label.avsc").fingerprint: True,
-}
 
 
 def policy_of(options: MonitorOptions) -> MonitorPolicy:
@@ -331,7 +328,7 @@ class MonitorService:
         payloads = [m.value() or b"" for m in messages]
         regression = self._spec is not None and self._spec.is_regression
         n_classes = 0 if regression else self._profile.n_classes if self._profile is not None else 2
-        fast = decode_predictions(payloads, _PREDICTION_WRITERS, n_classes)
+        fast = decode_predictions(payloads, PREDICTION_WRITERS, n_classes)
         ids, versions = fast.event_ids, fast.versions
         predicted: npt.NDArray[Any] = fast.values if regression else fast.predicted
         times, scores = fast.event_times, fast.scores
@@ -373,7 +370,7 @@ class MonitorService:
 
     def _labels(self, messages: list[Message], now: int) -> None:
         payloads = [m.value() or b"" for m in messages]
-        fast = decode_labels(payloads, _LABEL_WRITERS)
+        fast = decode_labels(payloads, LABEL_WRITERS)
         ids, times = fast.event_ids, fast.event_times
         labels: npt.NDArray[Any] = fast.labels
         rest = np.setdiff1d(np.arange(len(messages)), fast.rows)

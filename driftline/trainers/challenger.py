@@ -37,8 +37,13 @@ from driftline.errors import DecodeError
 from driftline.models import control
 from driftline.models.registry import Record, VersionLedger, promote_records, status_record
 from driftline.models.spec import ModelSpec
-from driftline.schemas.columnar_outputs import decode_labels, decode_predictions
-from driftline.schemas.wire import AvroDecoder, builtin_store, load_schema
+from driftline.schemas.columnar_outputs import (
+    LABEL_WRITERS,
+    PREDICTION_WRITERS,
+    decode_labels,
+    decode_predictions,
+)
+from driftline.schemas.wire import AvroDecoder, builtin_store
 from driftline.streams import kafka
 from driftline.streams.records import SourceMessage, truth_of
 from driftline.trainers.scoring import METRICS, better, score
@@ -48,14 +53,6 @@ log = logging.getLogger(__name__)
 Offsets = dict[str, dict[int, int]]
 """topic -> partition -> offset."""
 
-_PREDICTION_WRITERS = {
-    load_schema("prediction.v1.avsc").fingerprint: False,
-    load_schema("prediction.avsc").fingerprint: True,
-}
-_LABEL_WRITERS = {
-    load_schema("label.v1.avsc").fingerprint: False,
-    load_schema("label.avsc").fingerprint: True,
-}
 _DECODER = AvroDecoder(builtin_store())
 
 
@@ -166,18 +163,8 @@ def shadow_start(settings: Settings, timeout: float = 30.0) -> Offsets:
     """The end offsets of the predictions, shadow predictions and labels topics: where the evidence
     about a shadow begins. Take them before the version's SHADOW record is written."""
     t = settings.topics
-    reader = kafka.consumer(settings, f"driftline-challenger-{uuid.uuid4().hex[:8]}")
-    try:
-        start: Offsets = {}
-        for topic in (t.predictions, t.shadow_predictions, t.labels):
-            partitions = reader.list_topics(topic, timeout=timeout).topics[topic].partitions
-            start[topic] = {
-                p: int(reader.get_watermark_offsets(kafka.TopicPartition(topic, p), timeout=timeout)[1])
-                for p in sorted(partitions)
-            }
-        return start
-    finally:
-        reader.close()
+    marks = kafka.watermarks(settings, (t.predictions, t.shadow_predictions, t.labels), timeout)
+    return {topic: {p: high for p, (_, high) in ends.items()} for topic, ends in marks.items()}
 
 
 def judge_shadow(
@@ -273,7 +260,7 @@ def predictions_of(
     regression = spec.is_regression
     n_classes = 0 if regression else len(spec.task.classes)  # type: ignore[union-attr]
     payloads = [m.value() or b"" for m in messages]
-    fast = decode_predictions(payloads, _PREDICTION_WRITERS, n_classes)
+    fast = decode_predictions(payloads, PREDICTION_WRITERS, n_classes)
     ids, versions = list(fast.event_ids), list(fast.versions)
     outputs = [*(fast.values[:, None] if regression else fast.scores.astype(np.float64))]
     for i in np.setdiff1d(np.arange(len(payloads)), fast.rows).tolist():
@@ -300,7 +287,7 @@ def labels_of(
     if spec.is_regression:  # class indices are no regression truth: every label goes through fastavro
         ids, truths, rest = [], [], list(range(len(payloads)))
     else:
-        fast = decode_labels(payloads, _LABEL_WRITERS)
+        fast = decode_labels(payloads, LABEL_WRITERS)
         ids, truths = list(fast.event_ids), fast.labels.astype(np.float64).tolist()
         rest = np.setdiff1d(np.arange(len(payloads)), fast.rows).tolist()
     for i in rest:

@@ -72,14 +72,9 @@ class TrainingSet:
 def first_windows(settings: Settings, topic: str, rows: int) -> list[Window]:
     """The first ``rows`` records of ``topic``, as windows: what its partitions hold already (keys
     rarely spread evenly), and only what is missing from ``rows`` spread evenly as records to come."""
-    consumer = kafka.consumer(settings, f"driftline-train-{uuid.uuid4().hex[:8]}")
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
-        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions]
-    finally:
-        consumer.close()
-    sizes = share_rows(rows, [high - low for low, high in marks])
-    return [_window(topic, p, low, low + n) for p, (low, _), n in zip(partitions, marks, sizes, strict=True)]
+    marks = kafka.watermarks(settings, [topic])[topic]
+    sizes = share_rows(rows, [high - low for low, high in marks.values()])
+    return [_window(topic, p, low, low + n) for (p, (low, _)), n in zip(marks.items(), sizes, strict=True)]
 
 
 def share_rows(rows: int, available: Sequence[int]) -> list[int]:
