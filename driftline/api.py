@@ -12,7 +12,6 @@ the exported graph, never this code.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import uuid
@@ -72,62 +71,66 @@ def export(
 
     ``sample``: a few hundred representative rows, as records in the spec's fields (list of dicts or a
     data frame) or as the model's tensors (``{"numeric": ..., "categorical": ...}``). It becomes the
-    parity sample (ONNX Runtime must reproduce the module on it) and, for classification with at least
-    32 rows, the reference profile the drift monitor compares live traffic with (``labels``, class
-    names or indices, make its error estimates exact).
+    parity sample (ONNX Runtime must reproduce the module on it) and, with at least 32 rows, the
+    reference profile the drift monitor compares live traffic with: a classifier's (``labels``, class
+    names or indices, make its error estimates exact), or a regression model's when ``labels`` gives
+    the rows' true targets (its error on them is the reference the monitor's error-rise test uses).
     """
     from driftline.models.control import PROFILE_FILE
     from driftline.models.exported import export as export_graph
-    from driftline.monitoring.profile import ReferenceProfile
 
     directory = Path(path)
     inputs = _model_inputs(spec, sample)
-    export_graph(module, spec, inputs, directory, name=name, version=version, metrics=metrics, quiet=True)
-    task = spec.task
-    numeric = spec.numeric_fields
     rows = len(next(iter(inputs.values())))
-    if isinstance(task, Classification) and numeric and rows >= 32:
-        from driftline.models.exported import OnnxPredictor
+    if labels is not None and len(labels) != rows:
+        raise ModelError(f"{len(labels)} labels for {rows} sample rows: give one per row")
+    export_graph(module, spec, inputs, directory, name=name, version=version, metrics=metrics, quiet=True)
+    why_not = _why_no_profile(spec, rows, labels)
+    if why_not:
+        log.warning("%s v%s has no reference profile (%s): %s", name, version, why_not, _LABELS_ONLY)
+        return directory
+    from driftline.models.exported import OnnxPredictor
+    from driftline.monitoring.build_profile import reference_profile
 
-        predictor = OnnxPredictor.from_artifact(directory, device="cpu")
-        standardised = inputs.get("numeric", np.zeros((rows, 0), np.float32))
-        raw = standardised * np.asarray([f.scale for f in numeric]) + np.asarray([f.mean for f in numeric])
-        codes = inputs.get("categorical", np.zeros((rows, 0), np.int64))
-        scores = predictor.predict_batch(raw.astype(np.float32), codes)
-        y = (
-            None
-            if labels is None
-            else [task.classes.index(v) if isinstance(v, str) else int(v) for v in labels]
+    numeric = spec.numeric_fields
+    standardised = inputs.get("numeric", np.zeros((rows, 0), np.float32))
+    raw = standardised * np.asarray([f.scale for f in numeric]) + np.asarray([f.mean for f in numeric])
+    codes = inputs.get("categorical", np.zeros((rows, 0), np.int64))
+    predictor = OnnxPredictor.from_artifact(directory, device="cpu")
+    outputs = predictor.predict_batch(raw.astype(np.float32), codes)
+    task = spec.task
+    targets = None
+    if labels is not None:
+        targets = (
+            np.array([task.classes.index(v) if isinstance(v, str) else int(v) for v in labels])
+            if isinstance(task, Classification)
+            else np.asarray(labels, dtype=np.float64)
         )
-        profile = ReferenceProfile.from_training(raw, scores, [f.name for f in numeric], labels=y)
-        profile = dataclasses.replace(profile, fields=_field_references(spec, sample, codes))
-        (directory / PROFILE_FILE).write_text(profile.to_json())
-    else:
-        log.warning(
-            "%s v%s has no reference profile (%s): the drift monitor will alert on labels only",
-            name,
-            version,
-            "regression" if not isinstance(task, Classification) else f"{rows} sample rows, 32 needed",
-        )
+    profile = reference_profile(spec, raw, codes, outputs, targets, _sample_nulls(spec, sample, rows))
+    (directory / PROFILE_FILE).write_text(profile.to_json())
     return directory
 
 
-def _field_references(spec: ModelSpec, sample: Any, codes: npt.NDArray[np.int64]) -> tuple[Any, ...]:
-    """Each input field's null rate on the sample (0 when it came as tensors) and each categorical
-    field's code shares, for the monitor's data-quality and categorical-drift checks."""
-    from driftline.monitoring.profile import FieldReference
+_LABELS_ONLY = "the drift monitor will alert on labels only"
 
-    given_as_tensors = isinstance(sample, Mapping) and set(sample) == set(spec.tensor_names)
-    nulls = None if given_as_tensors else spec.encode(records_of(sample)).nulls
-    if nulls is None or len(nulls) != len(codes):
-        nulls = np.zeros((len(codes), len(spec.inputs)), dtype=np.bool_)
-    column = {f.name: j for j, f in enumerate(spec.categorical_fields)}
-    return tuple(
-        FieldReference.of_codes(f.name, codes[:, column[f.name]], nulls[:, i], len(f.categories))
-        if f.kind == "categorical"
-        else FieldReference.of_values(f.name, f.kind, nulls[:, i])
-        for i, f in enumerate(spec.inputs)
-    )
+
+def _why_no_profile(spec: ModelSpec, rows: int, labels: Sequence[Any] | None) -> str:
+    """Why ``export`` writes no reference profile ("": it writes one)."""
+    if rows < 32:
+        return f"{rows} sample rows, 32 needed"
+    if spec.is_regression and labels is None:
+        return "a regression model's profile needs labels=, the sample rows' true targets"
+    if not spec.is_regression and not spec.numeric_fields:
+        return "a classifier's profile needs numeric inputs"
+    return ""
+
+
+def _sample_nulls(spec: ModelSpec, sample: Any, rows: int) -> npt.NDArray[np.bool_] | None:
+    """Which values of the sample's records were null (None when it came as tensors)."""
+    if isinstance(sample, Mapping) and set(sample) == set(spec.tensor_names):
+        return None
+    nulls = spec.encode(records_of(sample)).nulls
+    return None if nulls is None or len(nulls) != rows else nulls
 
 
 def _settings(settings: Settings | None, bootstrap_servers: str | None) -> Settings:

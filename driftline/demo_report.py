@@ -30,6 +30,8 @@ class Seen:
 
     predictions: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     """event id -> (version, predicted class, event time ms, prediction time ms)."""
+    values: dict[str, float] = field(default_factory=dict)
+    """event id -> predicted value, for a regression model's predictions."""
     labels: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -80,6 +82,8 @@ class Tracker:
             r["event_time"],
             m.timestamp()[1],
         )
+        if r.get("value") is not None:
+            self.seen.values[r["event_id"]] = r["value"]
 
     def _label(self, m: Message) -> None:
         r = self._decoder.decode(m.value())

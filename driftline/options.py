@@ -76,7 +76,34 @@ class MonitorOptions(_Section):
     retrain_events: int = Field(
         20000,
         ge=1,
-        description="Events after the alert that a retraining request asks the trainer to learn from.",
+        description="Events (per input topic, over its partitions) a retraining request's window holds "
+        "at most.",
+    )
+    retrain_lookback: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of a drift request's window taken from before the alert (0: only events "
+        "after it; 0.5: half before, half after).",
+    )
+    retrain_wait_s: float = Field(
+        120.0,
+        gt=0,
+        description="The part of a window after its request is cut to what the stream brings in this "
+        "long at its recent rate, so a small stream's window fills (keep train's --data-timeout-s at "
+        "least this).",
+    )
+    retrain_every_labels: int = Field(
+        0,
+        ge=0,
+        description="Continuous retraining: a request after this many labelled predictions of the live "
+        "version, on the latest --retrain-events events (0: off).",
+    )
+    retrain_every_s: float = Field(
+        0.0,
+        ge=0,
+        description="Continuous retraining: a request this long after the last one when labels came "
+        "since, on the latest --retrain-events events (0: off).",
     )
     retrain_on: tuple[str, ...] = Field(
         ("CONCEPT", "PREDICTION", "DATA"),

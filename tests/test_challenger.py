@@ -14,7 +14,7 @@ import torch
 import driftline
 from driftline.config import Settings
 from driftline.models import control
-from driftline.models.registry import VersionLedger, example_version
+from driftline.models.registry import VersionLedger, example_version, status_record
 from driftline.models.spec import Classification, InputField, ModelSpec, Regression
 from driftline.options import TrainOptions
 from driftline.schemas.wire import AvroEncoder, builtin_store
@@ -30,6 +30,7 @@ from driftline.trainers.challenger import (
 )
 from driftline.trainers.dataset import TrainingSet
 from driftline.trainers.retrain import train_recipe_and_publish
+from driftline.trainers.service import answer_request
 from tests import recipe_fixture
 
 STORE = builtin_store()
@@ -290,6 +291,7 @@ def test_a_shadow_challenger_is_promoted_on_its_live_score_and_a_worse_one_is_no
                 options.recipe or "",
                 options,
             )
+            resumed = crashed_round_is_judged_again(registry, private, rng, options)
         finally:
             stop.set()
             producer.join(30)
@@ -327,3 +329,31 @@ def test_a_shadow_challenger_is_promoted_on_its_live_score_and_a_worse_one_is_no
     assert live["version"] == "2"
     assert ledger.shadow(name) is None
     assert ledger.version(name, "3")["status"] == "RETIRED"
+
+    assert resumed["status"] in {"LIVE", "RETIRED"}  # the round a crash cut short was judged again
+    assert resumed["metrics"]["live_traffic_events"] >= 200
+    assert ledger.version(name, "4")["status"] == resumed["status"]
+
+
+def crashed_round_is_judged_again(
+    registry: Settings, private: bytes, rng: np.random.Generator, options: TrainOptions
+) -> dict[str, Any]:
+    """v4 answers request r-crash and its trainer died in the middle of the shadow round (its last
+    record says SHADOW): the request comes again, the next trainer judges v4 again on live traffic."""
+    name = registry.model_name
+    quiet = options.model_copy(update={"shadow_events": 0, "margin": 10.0})  # published, not promoted
+    v4 = train_recipe_and_publish(
+        registry,
+        private,
+        name,
+        window(payments(1200, rng), true_rule),
+        SPEC,
+        options.recipe or "",
+        quiet,
+        request_id="r-crash",
+    ).record
+    mid_round = status_record(v4, "SHADOW", "shadowing next to live v2 for 400 labelled events")
+    control.change(registry, private, lambda _l, _n: [mid_round])
+    request = {"request_id": "r-crash", "model_name": name, "model_version": "2", "training_data": []}
+    assert answer_request(registry, private, name, request, options) is None  # answered already ...
+    return control.signer_ledger(registry, private).version(name, "4")  # ... and judged again

@@ -36,6 +36,7 @@ COMMANDS = [
     ["models", "show"],
     ["models", "contract"],
     ["models", "publish"],
+    ["models", "profile"],
     ["models", "promote"],
     ["models", "rollback"],
     ["models", "shadow"],

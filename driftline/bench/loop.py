@@ -13,9 +13,15 @@ Each method sees the same rows after a warm-up prefix, test-then-train (prequent
 * ``driftline``: the closed loop as processes on a broker. The first version is trained on the warm-up
   rows (``train --once``, in process, like the demo); then ``serve``, ``monitor`` and ``train`` run while
   the rows arrive at ``rate`` events per second, each label right after its event; predictions are read
-  back from Kafka. Classification only: the built-in trainer fits classifiers.
-* ``never_retrained``: the first version applied in process to every row (regression: a linear
-  regression fitted on the warm-up, exported with :func:`driftline.export` and run like serve runs it).
+  back from Kafka. Regression: the first version is a linear regression fitted on the warm-up rows
+  (inputs standardised with their warm-up mean and scale), exported with :func:`driftline.export`
+  under a regression spec with the warm-up targets (its reference profile's MAE, the fit's own on
+  those rows, is what the monitor's ErrorRise compares the live error with) and published LIVE; the
+  rows go out as events in its contract with their targets as labels, ``train`` retrains with the
+  default recipe (``driftline.trainers.recipes:mlp``, judged by MAE) and the predictions' ``value``
+  is read back.
+* ``never_retrained``: the first version applied in process to every row (regression: the same
+  exported linear regression, run by the ONNX predictor serve runs it with).
 * ``arf`` / ``hat``: River's ``ARFClassifier`` and ``HoeffdingAdaptiveTreeClassifier`` (for regression
   the regressors, behind River's ``StandardScaler``), warmed on the warm-up rows, then
   ``predict_one`` then ``learn_one`` per row, in process.
@@ -34,6 +40,7 @@ MAE within ``MAE_TOLERANCE`` of it, relatively); None ("never") when it does not
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 import threading
@@ -67,10 +74,8 @@ STREAMS = {
 }
 """Bundled River datasets (``river.datasets``, shipped in the wheel): name -> class."""
 
-REGRESSION_SKIP = (
-    "Driftline's side not run: the built-in trainer fits classifiers only "
-    "(driftline.trainers.fit.fit_classifier), so retraining requests on a regression model go unanswered"
-)
+RECIPE = "driftline.trainers.recipes:mlp"
+"""How ``train`` retrains a regression stream's model (a model with a spec needs a recipe)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ class LoopOptions:
     device: str = "cpu"
     train_args: tuple[str, ...] = ()
     """More ``driftline train`` options, passed through as they are (e.g. a training recipe's)."""
+    monitor_args: tuple[str, ...] = ()
+    """More ``driftline monitor`` options, passed through as they are (e.g. a retraining policy's)."""
     logs: Path | None = None
     timeout_s: float = 900.0
     """The whole run, all streams."""
@@ -232,10 +239,23 @@ def river_predictions(stream: Stream, warmup: int, kind: str, seed: int) -> Arra
 def linear_baseline(stream: Stream, warmup: int, directory: Path) -> Array:
     """A linear regression fitted on the warm-up, exported with :func:`driftline.export` and run by
     the processors' ONNX predictor on every later row: regression's never-retrained version."""
+    return onnx_values(linear_version(stream, warmup, directory, stream.name), stream.x[warmup:])
+
+
+def onnx_values(artifact: Path, x: npt.NDArray[np.float32]) -> Array:
+    """A numeric-only regression artifact's values on raw rows, as serve computes them."""
+    from driftline.models.exported import OnnxPredictor
+
+    predictor = OnnxPredictor.from_artifact(artifact, device="cpu")
+    return predictor.predict_batch(x, np.zeros((len(x), 0), np.int64)).reshape(-1)
+
+
+def linear_version(stream: Stream, warmup: int, directory: Path, name: str) -> Path:
+    """Version 1 of ``name``: a least-squares linear regression on the warm-up rows, its inputs the
+    stream's features standardised with their warm-up mean and scale, exported to ``directory``."""
     import torch
 
     from driftline import export
-    from driftline.models.exported import OnnxPredictor
     from driftline.models.spec import InputField, ModelSpec, Regression
 
     x, y = stream.x[:warmup].astype(np.float64), stream.y[:warmup]
@@ -252,10 +272,8 @@ def linear_baseline(stream: Stream, warmup: int, directory: Path) -> Array:
     ]
     spec = ModelSpec(inputs=tuple(fields), task=Regression(target="y"))
     sample = [dict(zip(stream.features, r, strict=True)) for r in x.tolist()]
-    export(module, spec, sample, directory, name=stream.name, version="1")
-    predictor = OnnxPredictor.from_artifact(directory, device="cpu")
-    rest = stream.x[warmup:]
-    return predictor.predict_batch(rest, np.zeros((len(rest), 0), np.int64)).reshape(-1)
+    # the targets let export write a reference profile where it builds one for regression
+    return export(module, spec, sample, directory, name=name, version="1", labels=y.tolist())
 
 
 # -- Driftline's loop, as processes ------------------------------------------------------------
@@ -266,7 +284,7 @@ class LoopRun:
     """What the closed loop did on one stream's rows after the warm-up."""
 
     predicted: Array
-    """Predicted class per row, -1 where no prediction came back."""
+    """Predicted class per row, -1 where no prediction came back (regression: value, NaN)."""
     versions: list[str | None]
     event_ms: list[int | None]
     first_version_predicted: Array
@@ -275,82 +293,61 @@ class LoopRun:
     published: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FirstVersion:
+    """The loop's first version, live: its own predictions on the rows after the warm-up (the
+    never-retrained method), those rows' event ids, and what sends them (each label after its event)."""
+
+    frozen: Array
+    ids: list[str]
+    send: Callable[[], object]
+
+
 def run_driftline(settings: Settings, stream: Stream, warmup: int, opts: LoopOptions, log: Log) -> LoopRun:
     from driftline.demo import scoped_settings
     from driftline.demo_report import Tracker
     from driftline.models import control
-    from driftline.models.runtime import TorchPredictor
-    from driftline.options import TrainOptions
-    from driftline.schemas import AvroEncoder, builtin_store
     from driftline.services import service
     from driftline.streams import kafka
-    from driftline.streams.produce import event_id, produce_stream
-    from driftline.streams.synthetic import LabelledData
-    from driftline.trainers.service import train_once
 
-    assert stream.classes is not None
     run = uuid.uuid4().hex[:6]
     deadline = time.monotonic() + opts.timeout_s
     with tempfile.TemporaryDirectory(prefix="driftline-loop-") as tmp:
         workdir = Path(tmp)
         settings = scoped_settings(settings, f"loop-{run}", f"loop-{stream.name}", workdir / "keys")
         kafka.create_topics(settings)
-        store = builtin_store()
-        events = AvroEncoder.single_object(store.latest("io.driftline.InputEvent"))
-        labels = AvroEncoder.single_object(store.latest("io.driftline.Label"))
-
-        def part(lo: int, hi: int | None) -> LabelledData:
-            return LabelledData(stream.features, stream.classes or [], stream.x[lo:hi], stream.y[lo:hi])
-
-        produce_stream(settings, part(0, warmup), events, labels, run_id=f"{run}w")
-        private = (workdir / "keys" / "signing.key").read_bytes()
-        # first_windows asks each partition for ceil(rows / partitions) records; keyed events are not
-        # spread evenly, so the read ends at its timeout: keep that short, every warm-up row is there.
-        train_opts = TrainOptions(
-            epochs=opts.epochs, device=opts.device, min_rows=min(opts.min_rows, warmup), data_timeout_s=10
-        )
-        first = train_once(
-            settings, private, settings.model_name, warmup, stream.features, stream.classes, train_opts
-        )
-        log(
-            f"{stream.name}: v{first.record['version']} live"
-            f" (held-out accuracy {first.candidate_accuracy:.3f})"
-        )
-        main = part(warmup, None)
-        ids = [event_id(f"{run}m", i) for i in range(len(main.y))]
+        start = first_regression if stream.regression else first_classifier
+        first = start(settings, stream, warmup, opts, workdir, run, log)
+        ids = first.ids
         tracker = Tracker(settings).start()
         try:
             with ExitStack() as stack:
                 logs = opts.logs or workdir
                 logs.mkdir(parents=True, exist_ok=True)
-                for name, args, ready in loop_commands(opts):
+                for name, args, ready in loop_commands(opts, regression=stream.regression):
                     stack.enter_context(
                         service(settings, logs / f"{stream.name}-{name}.log", *args, ready=ready)
                     )
                 log(f"{stream.name}: serve, monitor, train up; {len(ids):,} rows at {opts.rate:g}/s")
-                sender = threading.Thread(
-                    target=produce_stream,
-                    args=(settings, main, events, labels),
-                    kwargs={"run_id": f"{run}m", "rate": opts.rate, "chunk_size": 10},
-                    daemon=True,
-                )
+                sender = threading.Thread(target=first.send, daemon=True)
                 sender.start()
                 _wait_for_predictions(tracker, ids, sender, deadline, log)
         finally:
             tracker.stop()
         seen = tracker.seen
         rows = [seen.predictions.get(i) for i in ids]
+        private = (workdir / "keys" / "signing.key").read_bytes()
         ledger = control.signer_ledger(settings, private).state(settings.model_name).versions
-        with tempfile.TemporaryDirectory(prefix="driftline-first-") as first_dir:
-            frozen = TorchPredictor.from_artifact(
-                control.materialize(settings, first.record, Path(first_dir)), "cpu"
-            )
-            first_scores = frozen.predict_batch(np.ascontiguousarray(main.x)).argmax(axis=1)
+        predicted = (
+            np.array([seen.values.get(i, np.nan) for i in ids], dtype=np.float64)
+            if stream.regression
+            else np.array([-1 if r is None else r[1] for r in rows])
+        )
         return LoopRun(
-            predicted=np.array([-1 if r is None else r[1] for r in rows]),
+            predicted=predicted,
             versions=[None if r is None else r[0] for r in rows],
             event_ms=[None if r is None else r[2] for r in rows],
-            first_version_predicted=first_scores,
+            first_version_predicted=first.frozen,
             alerts=sum(1 for a in seen.alerts if a["status"] == "OPEN"),
             retrain_requests=len(seen.requests),
             published=[
@@ -358,6 +355,93 @@ def run_driftline(settings: Settings, stream: Stream, warmup: int, opts: LoopOpt
                 for v, r in sorted(ledger.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)
             ],
         )
+
+
+def first_classifier(
+    settings: Settings, stream: Stream, warmup: int, opts: LoopOptions, workdir: Path, run: str, log: Log
+) -> FirstVersion:
+    """The warm-up rows produced as InputEvents with labels and the first version trained on them
+    (``train --once``, in process); the other rows go out the same way."""
+    from driftline.models import control
+    from driftline.models.runtime import TorchPredictor
+    from driftline.options import TrainOptions
+    from driftline.schemas import AvroEncoder, builtin_store
+    from driftline.streams.produce import event_id, produce_stream
+    from driftline.streams.synthetic import LabelledData
+    from driftline.trainers.service import train_once
+
+    assert stream.classes is not None
+    store = builtin_store()
+    events = AvroEncoder.single_object(store.latest("io.driftline.InputEvent"))
+    labels = AvroEncoder.single_object(store.latest("io.driftline.Label"))
+
+    def part(lo: int, hi: int | None) -> LabelledData:
+        return LabelledData(stream.features, stream.classes or [], stream.x[lo:hi], stream.y[lo:hi])
+
+    produce_stream(settings, part(0, warmup), events, labels, run_id=f"{run}w")
+    private = (workdir / "keys" / "signing.key").read_bytes()
+    # first_windows asks each partition for ceil(rows / partitions) records; keyed events are not
+    # spread evenly, so the read ends at its timeout: keep that short, every warm-up row is there.
+    train_opts = TrainOptions(
+        epochs=opts.epochs, device=opts.device, min_rows=min(opts.min_rows, warmup), data_timeout_s=10
+    )
+    first = train_once(
+        settings, private, settings.model_name, warmup, stream.features, stream.classes, train_opts
+    )
+    log(f"{stream.name}: v{first.record['version']} live (held-out accuracy {first.candidate_accuracy:.3f})")
+    main = part(warmup, None)
+    with tempfile.TemporaryDirectory(prefix="driftline-first-") as first_dir:
+        frozen = TorchPredictor.from_artifact(
+            control.materialize(settings, first.record, Path(first_dir)), "cpu"
+        )
+        first_scores = frozen.predict_batch(np.ascontiguousarray(main.x)).argmax(axis=1)
+    send = functools.partial(
+        produce_stream, settings, main, events, labels, run_id=f"{run}m", rate=opts.rate, chunk_size=10
+    )
+    return FirstVersion(first_scores, [event_id(f"{run}m", i) for i in range(len(main.y))], send)
+
+
+def first_regression(
+    settings: Settings, stream: Stream, warmup: int, opts: LoopOptions, workdir: Path, run: str, log: Log
+) -> FirstVersion:
+    """The linear regression on the warm-up rows (:func:`linear_version`) published LIVE; the other
+    rows go out as events in its contract, each target as a label right after."""
+    from driftline.api import publish
+    from driftline.streams.produce import event_id
+
+    artifact = linear_version(stream, warmup, workdir / "v1", settings.model_name)
+    record = publish(artifact, live=True, settings=settings)
+    log(f"{stream.name}: v{record['version']} live (linear regression on the {warmup:,} warm-up rows)")
+    rest = stream.x[warmup:]
+    ids = [event_id(f"{run}m", i) for i in range(len(rest))]
+    send = functools.partial(
+        send_contract_rows, settings, artifact, stream.features, rest, stream.y[warmup:], ids, opts.rate
+    )
+    return FirstVersion(onnx_values(artifact, rest), ids, send)
+
+
+def send_contract_rows(
+    settings: Settings,
+    model: Path,
+    features: Sequence[str],
+    x: npt.NDArray[np.float32],
+    targets: Array,
+    ids: Sequence[str],
+    rate: float,
+    chunk: int = 10,
+) -> None:
+    """Each row as an event in ``model``'s contract (:class:`driftline.Client`), its target as a
+    label right after it, ``rate`` events per second."""
+    from driftline.api import Client
+    from driftline.streams.produce import Pacer, chunks
+
+    pacer = Pacer(rate)
+    with Client(model, settings=settings) as client:
+        for rows in chunks(len(ids), chunk):
+            pacer.wait(rows.start)
+            events = [{"event_id": ids[i], **dict(zip(features, x[i].tolist(), strict=True))} for i in rows]
+            client.send(events, flush=False)
+            client.send_labels((ids[i], float(targets[i])) for i in rows)
 
 
 def _wait_for_predictions(
@@ -378,8 +462,9 @@ MONITOR_ARGS = ("--update-interval-s", "2", "--label-ttl-s", "60", "--cooldown-s
 TRAIN_ARGS = ("--data-timeout-s", "30")
 
 
-def loop_commands(opts: LoopOptions) -> list[tuple[str, list[str], str]]:
-    """``serve``, ``monitor`` and ``train`` as this bench runs them: (name, arguments, ready line)."""
+def loop_commands(opts: LoopOptions, *, regression: bool = False) -> list[tuple[str, list[str], str]]:
+    """``serve``, ``monitor`` and ``train`` as this bench runs them: (name, arguments, ready line);
+    a regression model is retrained with :data:`RECIPE`, judged by MAE."""
     from driftline.demo import TRAIN_READY
     from driftline.services import MONITOR_READY, SERVE_READY
 
@@ -387,7 +472,7 @@ def loop_commands(opts: LoopOptions) -> list[tuple[str, list[str], str]]:
         ("serve", ["serve", "--device", opts.device, "--max-wait-ms", "20"], SERVE_READY),
         (
             "monitor",
-            ["monitor", "--retrain-events", str(opts.retrain_events), *MONITOR_ARGS],
+            ["monitor", "--retrain-events", str(opts.retrain_events), *MONITOR_ARGS, *opts.monitor_args],
             MONITOR_READY,
         ),
         (
@@ -401,6 +486,7 @@ def loop_commands(opts: LoopOptions) -> list[tuple[str, list[str], str]]:
                 *TRAIN_ARGS,
                 "--min-rows",
                 str(opts.min_rows),
+                *(("--recipe", RECIPE, "--metric", "mae") if regression else ()),
                 *opts.train_args,
             ],
             TRAIN_READY,
@@ -427,12 +513,11 @@ def bench_stream(settings: Settings | None, name: str, opts: LoopOptions, log: L
     predictions: dict[str, Array] = {}
     notes: list[str] = []
     loop: LoopRun | None = None
-    if reg:
-        notes.append(REGRESSION_SKIP)
-        with tempfile.TemporaryDirectory(prefix="driftline-linear-") as tmp:
-            predictions["never_retrained"] = linear_baseline(stream, warmup, Path(tmp))
-    elif settings is None:
+    if settings is None:
         notes.append("Driftline's side not run (no broker)")
+        if reg:
+            with tempfile.TemporaryDirectory(prefix="driftline-linear-") as tmp:
+                predictions["never_retrained"] = linear_baseline(stream, warmup, Path(tmp))
     else:
         loop = run_driftline(settings, stream, warmup, opts, log)
         predictions["driftline"] = loop.predicted
@@ -466,7 +551,7 @@ def _loop_figures(loop: LoopRun, drift: int | None, recovered: int | None) -> di
     first = loop.published[0]["version"] if loop.published else None
     later = [p for p in loop.published if p["version"] != first]
     return {
-        "answered": int((loop.predicted >= 0).sum()),
+        "answered": sum(1 for v in loop.versions if v is not None),
         "alerts": loop.alerts,
         "retrain_requests": loop.retrain_requests,
         "versions_published": len(later),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from driftline.cli import cluster_settings, main
+from driftline.cli import SCHEMA_OPTION, cluster_settings, main
 from driftline.config import Settings
 
 if TYPE_CHECKING:
@@ -233,13 +233,66 @@ def models_publish(
     if not record.get("reference_profile"):
         click.echo(
             f"warning: {name} v{version} has no reference profile: the drift monitor can only alert on "
-            "labels. driftline.export(..., sample=...) writes one for classifiers (32 rows or more).",
+            "labels, and a regression model's error-rise test takes its first errors as the reference. "
+            f"Build one from labelled events on Kafka with `driftline models profile {artifact}` "
+            "(or driftline.export(..., labels=...)), then publish again.",
             err=True,
         )
     click.echo(
         f"Published {name} v{version} ({status.lower()}): {record['artifact_uri']}, "
         f"sha256 {record['sha256'][:16]}..."
     )
+
+
+@models.command("profile")
+@click.argument("artifact", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--rows", default=2000, show_default=True, help="Records to read from each of the topics.")
+@click.option("--from-end", is_flag=True, help="Read the last --rows records, not the first.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the records.")
+@SCHEMA_OPTION
+@click.pass_obj
+def models_profile(
+    settings: Settings, artifact: Path, rows: int, from_end: bool, timeout: float, schemas: tuple[Path, ...]
+) -> None:
+    """Build ARTIFACT's reference profile from labelled events on Kafka and write it into the folder.
+
+    \b
+    Reads up to --rows records of the events and the labels topics, keeps the events that have a
+    label, runs the model on them and writes reference_profile.json beside the artifact: what its
+    inputs and outputs looked like there and its error (a classifier's error rate, a regression
+    model's MAE), which the drift monitor compares live traffic with. Publish it with
+    `driftline models publish ARTIFACT`. Events are read as serve reads them (give it the same
+    --schema files)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from driftline.monitoring.profile import RegressionProfile
+    from driftline.trainers.dataset import TrainingDataError
+    from driftline.trainers.profiling import profile_from_topics
+
+    settings = cluster_settings(settings)
+    columns = (TextColumn("reading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("reading", total=None)
+        try:
+            built = profile_from_topics(
+                settings,
+                artifact,
+                rows,
+                from_end=from_end,
+                schemas=schemas,
+                timeout=timeout,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except TrainingDataError as exc:
+            raise click.ClickException(str(exc)) from exc
+    profile = built.profile
+    if isinstance(profile, RegressionProfile):
+        error = f"regression profile: MAE {profile.mae:.4g}, RMSE {profile.rmse:.4g}"
+    else:
+        error = f"classification profile: error rate {profile.reference_error or 0.0:.4f}"
+    unused = ", ".join(f"{n} {why}" for why, n in built.unused.items()) or "none"
+    click.echo(f"Wrote {built.path} ({error}) from {built.rows} labelled rows; not used: {unused}.")
+    click.echo(f"Publish it with: driftline models publish {artifact}")
 
 
 @models.command("contract")

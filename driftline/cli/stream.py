@@ -448,6 +448,10 @@ def tail_cmd(
 @setting_option(MonitorOptions, "update_interval_s", type=float)
 @setting_option(MonitorOptions, "cooldown_s", type=float)
 @setting_option(MonitorOptions, "retrain_events", type=int)
+@setting_option(MonitorOptions, "retrain_lookback", type=float)
+@setting_option(MonitorOptions, "retrain_wait_s", type=float)
+@setting_option(MonitorOptions, "retrain_every_labels", type=int)
+@setting_option(MonitorOptions, "retrain_every_s", type=float)
 @setting_option(MonitorOptions, "retrain_on", type=str)
 @setting_option(MonitorOptions, "partition_stride", type=int)
 @setting_option(MonitorOptions, "start_from_end", "--from-end/--from-checkpoint-or-beginning")
@@ -473,7 +477,9 @@ def monitor(
     Alerts (io.driftline.DriftAlert) go to the drift-alerts topic: one OPEN per drift, UPDATEs at
     most every --update-interval-s, RESOLVED when a new version goes live. Retraining requests
     (io.driftline.RetrainRequest) go to retrain-requests when an alert opens, and again on a later
-    alarm of it after --cooldown-s.
+    alarm of it after --cooldown-s; with --retrain-every-labels or --retrain-every-s also
+    continuously, on a sliding window of the latest --retrain-events events. A request's part after
+    now is cut to what the stream brings in --retrain-wait-s, so a small stream's window fills.
     State is checkpointed with the outputs in one transaction, so a restart resumes where it was;
     a second monitor for the same model takes over from the first. Events are read like serve reads
     them (give it the same --schema files); bad ones go to the dead-letter topic. Stop with SIGTERM

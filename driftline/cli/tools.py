@@ -561,6 +561,13 @@ def bench_drift(full: bool, seeds: int | None, workers: int, as_json: bool) -> N
     multiple=True,
     help="One more argument for the `driftline train` process, as is (repeatable; e.g. a recipe's).",
 )
+@click.option(
+    "--monitor-arg",
+    "monitor_args",
+    multiple=True,
+    help="One more argument for the `driftline monitor` process, as is (repeatable; e.g. a retraining "
+    "policy's).",
+)
 @click.option("--timeout-s", default=900.0, show_default=True, help="Bound on the whole run.")
 @LOGS_OPTION
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda.")
@@ -577,6 +584,7 @@ def bench_loop(
     epochs: int,
     min_rows: int,
     train_args: tuple[str, ...],
+    monitor_args: tuple[str, ...],
     timeout_s: float,
     logs: Path | None,
     device: str,
@@ -592,10 +600,13 @@ def bench_loop(
     processes while the other rows arrive at --rate, each label right after its event; predictions
     are read back from Kafka. In the same run, in process, on the same rows after the warm-up:
     River's ARF and Hoeffding adaptive tree (warmed on the warm-up rows, then test-then-train) and
-    the never-retrained first version. Regression streams run in process only (the built-in trainer
-    fits classifiers). Prints prequential accuracy (MAE) overall, before and after the drift, rows
-    (and seconds) to recover within 0.02 of the 200-row pre-drift level, alerts, versions, and the
-    gap Driftline - ARF. Exits 1 when Driftline left a row unanswered.
+    the never-retrained first version. Regression: the first version is a linear regression on the
+    warm-up rows under a regression spec (published live, events in its contract, targets as
+    labels), retrained by train --recipe driftline.trainers.recipes:mlp --metric mae.
+    Prints prequential accuracy (MAE) overall, before and after the drift, rows (and seconds) to
+    recover within 0.02 (MAE: 10%) of the 200-row pre-drift level, alerts, versions, and the gap
+    Driftline - ARF. Use --train-arg and --monitor-arg to pass more options to those processes.
+    Exits 1 when Driftline left a row unanswered.
     """
     import dataclasses
 
@@ -614,6 +625,7 @@ def bench_loop(
         min_rows=min_rows,
         device=device,
         train_args=train_args,
+        monitor_args=monitor_args,
         logs=logs,
         timeout_s=timeout_s,
     )

@@ -4,8 +4,9 @@
 per problem (null values of every input field; numeric values outside the reference range; unseen
 categories) and a :class:`~driftline.monitoring.categorical.CategoryDrift` over the categorical
 fields, and turns a batch of rows into each one's input. The reference levels come from the version's
-profile where it has them (null rates, category shares, the range of each numeric feature), else the
-rates are held against 0 and the range and category checks that need a reference are left out.
+profile where it has them (null rates, category shares; the range of each numeric feature from a
+classifier's profile), else the rates are held against 0 and the range and category checks that need
+a reference are left out.
 
 >>> from driftline.models.spec import InputField, ModelSpec, Regression
 >>> spec = ModelSpec(inputs=[InputField(name="tip", nullable=True, impute=0.0),
@@ -28,7 +29,7 @@ import numpy.typing as npt
 
 from driftline.models.spec import ModelSpec
 from driftline.monitoring.categorical import CategoryDrift
-from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.profile import Profile, ReferenceProfile
 from driftline.monitoring.quality import NULLS, OUT_OF_RANGE, UNSEEN, FieldRates, quality_flags
 
 
@@ -47,14 +48,15 @@ class FieldChecks:
     high: list[float]
 
     @classmethod
-    def build(cls, spec: ModelSpec, profile: ReferenceProfile | None) -> FieldChecks:
+    def build(cls, spec: ModelSpec, profile: Profile | None) -> FieldChecks:
         inputs = list(spec.inputs)
         numeric = [i for i, f in enumerate(inputs) if f.kind != "categorical"]
         categorical = [i for i, f in enumerate(inputs) if f.kind == "categorical"]
         refs = [profile.field(f.name) if profile is not None else None for f in inputs]
         rates = [(NULLS, FieldRates([f.name for f in inputs], [r.null_rate if r else 0.0 for r in refs]))]
         ranged: list[int] = []
-        if profile is not None and [inputs[i].name for i in numeric] == list(profile.feature_names):
+        scored = profile if isinstance(profile, ReferenceProfile) else None  # it has feature ranges
+        if scored is not None and [inputs[i].name for i in numeric] == list(scored.feature_names):
             ranged = [j for j, i in enumerate(numeric) if inputs[i].kind == "numeric"]
         if ranged and profile is not None:
             outside = 2.0 / (profile.n + 1)  # a new value from the reference falls outside its range so often
@@ -66,7 +68,7 @@ class FieldChecks:
         shares = [r for i in categorical if (r := refs[i]) and len(r.codes) == len(inputs[i].categories) + 1]
         fits = profile is not None and categorical and len(shares) == len(categorical)
         categories = CategoryDrift(shares, profile.n) if fits and profile is not None else None
-        sketches = profile.features if profile is not None else ()
+        sketches = scored.features if scored is not None else ()
         return cls(
             rates,
             categories,

@@ -34,7 +34,9 @@ alarms of that kind send at most one ``UPDATE`` per ``update_interval_ms``, and 
 closes it (``RESOLVED``). A retraining request goes out when an alert of a kind in ``retrain_on``
 opens, and again on a later alarm of the same alert once ``cooldown_ms`` has passed (the drift went
 on, or the first retraining did not produce a better version); its id is derived from the alert and
-its alarm count, so a replay produces the same id.
+its alarm count, so a replay produces the same id. With a continuous policy, requests also go out
+every so many labelled events or seconds, on a sliding window of the latest data; when and on which
+windows is :mod:`driftline.monitoring.retraining`'s part.
 """
 
 from __future__ import annotations
@@ -57,9 +59,10 @@ from driftline.monitoring.detectors import (
     ScoreDrift,
 )
 from driftline.monitoring.fields import FieldChecks
-from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.profile import Profile, ReferenceProfile, RegressionProfile
 from driftline.monitoring.quality import NULLS, OUT_OF_RANGE, FieldRates
 from driftline.monitoring.regression import ErrorRise
+from driftline.monitoring.retraining import RequestPlanner, RetrainPolicy
 from driftline.monitoring.state import detector_state, load_detector_state, runtime_copy, runtime_fields
 
 Positions = dict[str, dict[int, tuple[int, int]]]
@@ -71,10 +74,7 @@ class MonitorPolicy:
     """When the monitor speaks up."""
 
     update_interval_ms: int = 30_000
-    cooldown_ms: int = 600_000
-    retrain_events: int = 20_000
-    """How many events (over all partitions) after the alert the trainer is asked to learn from."""
-    retrain_on: tuple[str, ...] = ("CONCEPT", "PREDICTION", "DATA")
+    retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
 
 
 @dataclass
@@ -114,13 +114,16 @@ _RATE_DETECTORS = {NULLS: "NullRate", OUT_OF_RANGE: "OutOfRange"}
 
 
 class VersionDetectors:
-    """The detectors of one live version (``spec``: its contract, when it has one)."""
+    """The detectors of one live version (``spec``: its contract, when it has one). A classifier's
+    :class:`ReferenceProfile` brings the label-free detectors; a :class:`RegressionProfile` brings
+    ``ErrorRise`` its reference MAE (without one it estimates it from the version's first errors)."""
 
-    def __init__(self, profile: ReferenceProfile | None, spec: ModelSpec | None = None) -> None:
+    def __init__(self, profile: Profile | None, spec: ModelSpec | None = None) -> None:
         self.profile = profile
         regression = spec is not None and spec.is_regression
+        mae = profile.mae if isinstance(profile, RegressionProfile) and profile.mae > 0 else None
         self.concept = (
-            _Channel("ErrorRise", "CONCEPT", ErrorRise(), "CRITICAL")
+            _Channel("ErrorRise", "CONCEPT", ErrorRise(reference_mae=mae), "CRITICAL")
             if regression
             else _Channel("BernoulliGLR", "CONCEPT", BernoulliGLR(), "CRITICAL")
         )
@@ -137,7 +140,7 @@ class VersionDetectors:
             if self.fields.categories is not None:
                 c = self.fields.categories
                 self.categories = _Channel("CategoryDrift", "DATA", c, "WARNING", [*c.names])
-        if profile is not None:
+        if isinstance(profile, ReferenceProfile):
             names = list(profile.feature_names)
             self.expected = _Channel(
                 "ExpectedErrorDrift", "PREDICTION", ExpectedErrorDrift(profile), "WARNING"
@@ -170,7 +173,7 @@ class DriftMonitor:
         self._since: Positions = {}
         """Where the current version's evidence starts, per input topic partition."""
         self._latest: Positions = {}
-        self._last_request_ms: int | None = None
+        self._planner = RequestPlanner(self.policy.retrain)
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self.counts = {"inputs": 0, "predictions": 0, "errors": 0}
 
@@ -179,7 +182,7 @@ class DriftMonitor:
     def set_version(
         self,
         version: str,
-        profile: ReferenceProfile | None,
+        profile: Profile | None,
         now_ms: int,
         since_ms: int | None = None,
         spec: ModelSpec | None = None,
@@ -195,12 +198,14 @@ class DriftMonitor:
         self.detectors = VersionDetectors(profile, spec)
         self._since = {}
         self.counts = dict.fromkeys(self.counts, 0)
+        self._planner.new_version(now_ms)
 
     def advance(self, starts: Positions, ends: Positions) -> None:
         """Record where a batch of input began and ended (the evidence windows run from the first
         start after a version went live to the latest end)."""
         for topic, parts in ends.items():
             self._latest.setdefault(topic, {}).update(parts)
+        self._planner.observe(self._latest)
         for topic, parts in starts.items():
             since = self._since.setdefault(topic, {})
             for partition, position in parts.items():
@@ -208,7 +213,11 @@ class DriftMonitor:
 
     def observe_inputs(self, features: npt.NDArray[np.float32], now_ms: int) -> None:
         d = self.detectors
-        if d.profile is None or not len(features) or features.shape[1] != len(d.profile.feature_names):
+        if (
+            not isinstance(d.profile, ReferenceProfile)
+            or not len(features)
+            or features.shape[1] != len(d.profile.feature_names)
+        ):
             return
         self.counts["inputs"] += len(features)
         for channel in (d.impact, d.features):
@@ -259,7 +268,7 @@ class DriftMonitor:
     def observe_predictions(self, scores: npt.NDArray[np.float32], versions: list[str], now_ms: int) -> None:
         d = self.detectors
         mine = _of_version(versions, self.version)
-        if d.profile is None or not mine.any():
+        if not isinstance(d.profile, ReferenceProfile) or not mine.any():
             return
         self.counts["predictions"] += int(mine.sum())
         for channel in (d.expected, d.scores):
@@ -279,6 +288,15 @@ class DriftMonitor:
             return
         self.counts["errors"] += int(mine.sum())
         self._update(self.detectors.concept, errors[mine].astype(np.float64), now_ms)
+        reason = self._planner.labelled(int(mine.sum()), now_ms)
+        if reason is not None:
+            self._request(
+                f"retrain-{self.model_name}-v{self.version}-scheduled-{self._planner.scheduled + 1}",
+                None,
+                reason,
+                now_ms,
+                back_share=1.0,
+            )
 
     def observe_abs_errors(
         self,
@@ -425,35 +443,37 @@ class DriftMonitor:
         ]
 
     def _maybe_request(self, alert: _Alert, now_ms: int) -> None:
-        p = self.policy
-        if alert.kind not in p.retrain_on:
+        if not self._planner.drift_due(alert.kind, now_ms):
             return
-        if self._last_request_ms is not None and now_ms - self._last_request_ms < p.cooldown_ms:
-            return
-        self._last_request_ms = now_ms
-        window = [
-            {
-                "topic": topic,
-                "partition": partition,
-                "start_offset": offset,
-                "end_offset": offset + max(1, -(-p.retrain_events // len(parts))),
-                "start_time": time_ms,
-                "end_time": None,
-            }
-            for topic, parts in sorted(self._latest.items())
-            for partition, (offset, time_ms) in sorted(parts.items())
-        ]
+        self._request(
+            f"retrain-{alert.alert_id}" + ("" if alert.alarms == 1 else f"-{alert.alarms}"),
+            alert.alert_id,
+            f"{alert.kind.lower()} drift detected by {alert.detector}",
+            now_ms,
+            back_share=self.policy.retrain.lookback,
+        )
+
+    def _request(
+        self, request_id: str, alert_id: str | None, reason: str, now_ms: int, back_share: float
+    ) -> None:
+        window, cut = self._planner.window(self._latest, back_share)
+        self._planner.requested(now_ms, scheduled=alert_id is None)
+        if cut is not None:
+            wanted, kept = cut
+            reason += (
+                f"; the window's part after now cut from {wanted:,} to {kept:,} records per topic: "
+                f"what the stream brings in {self.policy.retrain.wait_ms / 1000:g} s"
+            )
         self._outbox.append(
             (
                 "request",
                 {
-                    "request_id": f"retrain-{alert.alert_id}"
-                    + ("" if alert.alarms == 1 else f"-{alert.alarms}"),
+                    "request_id": request_id,
                     "time": now_ms,
                     "model_name": self.model_name,
                     "model_version": self.version or "",
-                    "alert_id": alert.alert_id,
-                    "reason": f"{alert.kind.lower()} drift detected by {alert.detector}",
+                    "alert_id": alert_id or "",
+                    "reason": reason,
                     "training_data": window,
                 },
             )
@@ -469,13 +489,13 @@ class DriftMonitor:
             "alerts": [vars(a) for a in self._alerts.values()],
             "since": _positions_out(self._since),
             "latest": _positions_out(self._latest),
-            "last_request_ms": self._last_request_ms,
+            "retraining": self._planner.state(),
             "counts": self.counts,
             "detectors": {c.name: detector_state(c.detector) for c in self.detectors.channels},
         }
 
     def restore(
-        self, state: Mapping[str, Any], profile: ReferenceProfile | None, spec: ModelSpec | None = None
+        self, state: Mapping[str, Any], profile: Profile | None, spec: ModelSpec | None = None
     ) -> None:
         self.version = state["version"]
         self.since_ms = state.get("since_ms")
@@ -488,13 +508,13 @@ class DriftMonitor:
         self._alerts = {a.key: a for a in alerts}
         self._since = _positions_in(state["since"])
         self._latest = _positions_in(state["latest"])
-        self._last_request_ms = state["last_request_ms"]
+        self._planner.restore(state.get("retraining", {"last_drift_ms": state.get("last_request_ms")}))
         self.counts = dict(state["counts"])
 
     def feature_gauges(self) -> list[tuple[str, float]]:
         """(feature, statistic) of the feature-impact detector's per-feature channels."""
         d = self.detectors
-        if d.profile is None:
+        if not isinstance(d.profile, ReferenceProfile):
             return []
         return list(zip(d.impact.features, map(float, d.impact.detector.channel_statistics), strict=False))
 

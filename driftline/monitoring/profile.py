@@ -26,6 +26,17 @@ built-in architectures') load and serialise as before.
 >>> ref = FieldReference.of_codes("country", np.array([1, 2, 2, 0]), np.array([0, 0, 0, 1]), 2)
 >>> ref.codes, ref.null_rate, ref.unseen_rate
 ((0.25, 0.25, 0.5), 0.25, 0.0)
+
+A regression model's profile (:class:`RegressionProfile`) keeps its mean absolute error on the
+reference rows, a sketch of its predicted values and the same field references; its JSON says
+``"task": "regression"``, and :func:`load_profile` reads either kind.
+
+>>> predicted = rng.normal(30, 5, 1000)
+>>> reg = RegressionProfile.from_training(predicted, predicted + rng.normal(0, 2, 1000))
+>>> round(reg.mae, 1), round(reg.rmse, 1)
+(1.7, 2.1)
+>>> load_profile(reg.to_json()) == reg, load_profile(prof.to_json()) == prof
+(True, True)
 """
 
 from __future__ import annotations
@@ -282,6 +293,8 @@ class ReferenceProfile:
     @classmethod
     def from_json(cls, text: str) -> ReferenceProfile:
         data: dict[str, Any] = json.loads(text)
+        if data.get("task") == "regression":
+            raise ValueError("this is a regression model's profile: read it with load_profile")
         if data.pop("version", None) != 1:
             raise ValueError("unknown reference profile version; rebuild it with this Driftline version")
         for key in ("confidence", "predicted", "distance"):
@@ -290,10 +303,72 @@ class ReferenceProfile:
         data["whitening"] = tuple(tuple(row) for row in data["whitening"])
         for key in ("feature_names", "means", "stds", "importance"):
             data[key] = tuple(data[key])
-        data["fields"] = tuple(
-            FieldReference(**{**f, "codes": tuple(f.get("codes", ()))}) for f in data.get("fields", ())
-        )
+        data["fields"] = _fields(data.get("fields", ()))
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class RegressionProfile:
+    """A regression model's reference: its error and its predicted values on held-out rows."""
+
+    n: int
+    mae: float
+    """Mean absolute error on the reference rows (the ``ErrorRise`` detector's reference)."""
+    rmse: float
+    values: Sketch
+    """The predicted values; each bin's ``error`` is the absolute error there (shrunk mean)."""
+    fields: tuple[FieldReference, ...] = ()
+    """Per input field (in the spec's order): null rates, category shares."""
+
+    @classmethod
+    def from_training(
+        cls, predicted: npt.ArrayLike, targets: npt.ArrayLike, bins: int = 16
+    ) -> RegressionProfile:
+        """Summarise the model's predictions on held-out rows and their true targets."""
+        p = np.asarray(predicted, dtype=np.float64).ravel()
+        t = np.asarray(targets, dtype=np.float64).ravel()
+        if len(p) != len(t) or len(p) < 2 * bins:
+            raise ValueError(f"need as many predictions as targets, at least {2 * bins}: {len(p)}, {len(t)}")
+        if not (np.isfinite(p).all() and np.isfinite(t).all()):
+            raise ValueError("predictions and targets must be finite")
+        errors = np.abs(p - t)
+        values = Sketch.build(p, errors, quantile_edges(p, bins), (None, None))
+        return cls(len(p), float(errors.mean()), float(np.sqrt((errors**2).mean())), values)
+
+    def field(self, name: str) -> FieldReference | None:
+        """The reference of input field ``name``, when the profile has one."""
+        return next((f for f in self.fields if f.name == name), None)
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 1, "task": "regression", **asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> RegressionProfile:
+        data: dict[str, Any] = json.loads(text)
+        if data.pop("version", None) != 1 or data.pop("task", None) != "regression":
+            raise ValueError("not a regression reference profile of a known version; rebuild it")
+        return cls(
+            int(data["n"]),
+            float(data["mae"]),
+            float(data["rmse"]),
+            _sketch(data["values"]),
+            _fields(data["fields"]),
+        )
+
+
+Profile = ReferenceProfile | RegressionProfile
+"""A model version's reference profile, of either task."""
+
+
+def load_profile(text: str) -> Profile:
+    """A version record's ``reference_profile``, of whichever task it was written for."""
+    if json.loads(text).get("task") == "regression":
+        return RegressionProfile.from_json(text)
+    return ReferenceProfile.from_json(text)
+
+
+def _fields(data: Sequence[dict[str, Any]]) -> tuple[FieldReference, ...]:
+    return tuple(FieldReference(**{**f, "codes": tuple(f.get("codes", ()))}) for f in data)
 
 
 def _sketch(data: dict[str, Any]) -> Sketch:

@@ -43,7 +43,8 @@ from driftline.models.follower import RegistryFollower, logged
 from driftline.models.spec import Classification, ModelSpec
 from driftline.monitoring.join import Joined, LabelJoin, RecentMean
 from driftline.monitoring.monitor import DriftMonitor, MonitorPolicy, Positions
-from driftline.monitoring.profile import ReferenceProfile
+from driftline.monitoring.profile import Profile, ReferenceProfile, load_profile
+from driftline.monitoring.retraining import RetrainPolicy
 from driftline.options import MonitorOptions
 from driftline.schemas.columnar_outputs import (
     LABEL_WRITERS,
@@ -77,9 +78,15 @@ def policy_of(options: MonitorOptions) -> MonitorPolicy:
     """The drift logic's policy (milliseconds, as event times are) from the monitor's options."""
     return MonitorPolicy(
         update_interval_ms=int(options.update_interval_s * 1000),
-        cooldown_ms=int(options.cooldown_s * 1000),
-        retrain_events=options.retrain_events,
-        retrain_on=options.retrain_on,
+        retrain=RetrainPolicy(
+            retrain_on=options.retrain_on,
+            cooldown_ms=int(options.cooldown_s * 1000),
+            events=options.retrain_events,
+            lookback=options.retrain_lookback,
+            wait_ms=int(options.retrain_wait_s * 1000),
+            every_labels=options.retrain_every_labels,
+            every_ms=int(options.retrain_every_s * 1000),
+        ),
     )
 
 
@@ -127,7 +134,7 @@ class MonitorService:
             service="monitor",
             on_reduced=lambda why: self.metrics.dead_letters_reduced.labels(why).inc(),
         )
-        self._profile: ReferenceProfile | None = None
+        self._profile: Profile | None = None
         self._spec: ModelSpec | None = None
         """The live version's contract, when it has one (a user's own model)."""
         self._abs_errors = RecentMean(window=1000)
@@ -176,6 +183,7 @@ class MonitorService:
                 )
             self._registry.catch_up()
             self._restore()
+            log.info("%s", self.monitor.policy.retrain.describe())
             self._assign([t.events, t.predictions, t.labels])
             self.health.set("state", True, "restored; reading")
             if on_ready is not None:
@@ -258,14 +266,15 @@ class MonitorService:
 
     def _use_profile(self, record: dict[str, Any]) -> None:
         text = record.get("reference_profile")
-        self._profile = ReferenceProfile.from_json(text) if text else None
+        self._profile = load_profile(text) if text else None
         spec = record.get("spec")
         self._spec = ModelSpec.model_validate_json(spec) if spec else None
         if self._spec is not None:  # a user's model: its own fields, kinds and units
             self._features = FeatureExtractor(self._spec)
             self._decoder.learn(contract_schema(str(record["model_name"]), self._spec))
         else:
-            names = self._profile.feature_names if self._profile else record["features"]
+            profile = self._profile
+            names = profile.feature_names if isinstance(profile, ReferenceProfile) else record["features"]
             self._features = FeatureExtractor.numeric(list(names))
 
     # -- one batch --------------------------------------------------------------------------------
@@ -327,7 +336,8 @@ class MonitorService:
         fastavro, which names the reason when one is bad."""
         payloads = [m.value() or b"" for m in messages]
         regression = self._spec is not None and self._spec.is_regression
-        n_classes = 0 if regression else self._profile.n_classes if self._profile is not None else 2
+        profile = self._profile
+        n_classes = 0 if regression else profile.n_classes if isinstance(profile, ReferenceProfile) else 2
         fast = decode_predictions(payloads, PREDICTION_WRITERS, n_classes)
         ids, versions = fast.event_ids, fast.versions
         predicted: npt.NDArray[Any] = fast.values if regression else fast.predicted
@@ -524,7 +534,7 @@ class MonitorService:
         record = self._registry.version(saved_version) if saved_version else None
         profile, spec = None, None
         if record is not None and record.get("reference_profile"):
-            profile = ReferenceProfile.from_json(record["reference_profile"])
+            profile = load_profile(record["reference_profile"])
         if record is not None and record.get("spec"):
             spec = ModelSpec.model_validate_json(record["spec"])
         self.monitor.restore(checkpoint["monitor"], profile, spec)

@@ -34,10 +34,11 @@ from driftline.models.exported import OnnxPredictor, export, weights
 from driftline.models.registry import Record, VersionLedger
 from driftline.models.runtime import TorchPredictor, load_predictor
 from driftline.models.spec import ModelSpec
+from driftline.monitoring.build_profile import reference_profile
 from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import TrainOptions
 from driftline.trainers.challenger import challenge
-from driftline.trainers.dataset import TrainingDataError, TrainingSet
+from driftline.trainers.dataset import TrainingDataError, TrainingInterruptedError, TrainingSet
 from driftline.trainers.fit import fit_classifier
 from driftline.trainers.recipe import TrainingContext, TrainingData, load_recipe, run_recipe
 from driftline.trainers.scoring import Metric, better, metric_for, score
@@ -75,14 +76,75 @@ def answered(ledger: VersionLedger, name: str, request_id: str) -> Record | None
     return None
 
 
-def finish_pending(settings: Settings, private_key: bytes, record: Record) -> bool:
-    """Promote a candidate whose record decided so but whose promotion did not happen (a crash)."""
+def finish_pending(
+    settings: Settings,
+    private_key: bytes,
+    record: Record,
+    opts: TrainOptions | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> str | None:
+    """Finish what a crash left of an answered request: promote a candidate whose record decided so,
+    or judge again on live traffic a challenger whose round did not end (with ``opts``, when its
+    parent is still live). Returns what was done, if anything."""
+    name, version = str(record["model_name"]), str(record["version"])
     ledger = control.signer_ledger(settings, private_key)
-    current = ledger.version(record["model_name"], record["version"])
-    if current["status"] == "CANDIDATE" and str(current.get("reason", "")).startswith(PROMOTING):
-        control.promote(settings, private_key, record["model_name"], record["version"])
-        return True
-    return False
+    current = ledger.version(name, version)
+    reason = str(current.get("reason", ""))
+    if current["status"] == "CANDIDATE" and reason.startswith(PROMOTING):
+        control.promote(settings, private_key, name, version)
+        return "promoted it now"
+    judging = current["status"] == "SHADOW" and reason.startswith("shadowing next to live")
+    if not (judging or (current["status"] == "CANDIDATE" and reason.startswith(SHADOWING))):
+        return None
+    live = ledger.live(name)
+    parent = str(current.get("parent_version"))
+    why_not = (
+        f"v{parent} is no longer live"
+        if live is None or str(live["version"]) != parent
+        else "this trainer runs without --shadow-events"
+        if opts is None or not opts.shadow_events
+        else "its record has no spec"
+        if not current.get("spec")
+        else None
+    )
+    if why_not is not None:
+        log.warning(
+            "%s v%s was left in the middle of its shadow round against v%s; not judged again, as %s "
+            "(promote or retire it with `driftline models`)",
+            name,
+            version,
+            parent,
+            why_not,
+        )
+        return None
+    assert opts is not None
+    metric = next(k.removeprefix("candidate_") for k in current["metrics"] if k.startswith("candidate_"))
+    spec = ModelSpec.model_validate_json(str(current["spec"]))
+    promoted, _ = challenge(
+        settings,
+        private_key,
+        current,
+        parent,
+        spec,
+        metric,
+        labelled_events=opts.shadow_events,
+        timeout=opts.shadow_timeout_s,
+        margin=opts.margin,
+        stop=stop,
+    )
+    _interrupted(settings, private_key, name, version, stop)
+    return "judged its shadow round again: " + ("promoted" if promoted else "not promoted")
+
+
+def _interrupted(
+    settings: Settings, private_key: bytes, name: str, version: str, stop: Callable[[], bool] | None
+) -> None:
+    """A shadow round cut short by a stop is not an answer: the request stays uncommitted, so the next
+    trainer judges the challenger again."""
+    if stop is not None and stop():
+        status = control.signer_ledger(settings, private_key).version(name, version)["status"]
+        if status == "SHADOW":
+            raise TrainingInterruptedError(f"stopped while judging shadow v{version}")
 
 
 def train_and_publish(
@@ -238,6 +300,7 @@ def train_recipe_and_publish(
             margin=opts.margin,
             stop=stop,
         )
+        _interrupted(settings, private_key, name, version, stop)
     elif promote:
         control.promote(settings, private_key, name, version)
     return Outcome(record, promote, candidate, live_score, metric.name, data.unused)
@@ -254,7 +317,13 @@ def _live_score(live_dir: Path, spec: ModelSpec, held_out: TrainingData, metric:
 
 
 def _profile(spec: ModelSpec, held_out: TrainingData, outputs: npt.NDArray[np.float32]) -> str | None:
-    if spec.is_regression or not spec.numeric_fields or len(held_out) < 32:
+    """The candidate's reference profile from the held-out rows (None with too few rows, or a classifier
+    without numeric inputs); a regression candidate's keeps its error there and its field references."""
+    if len(held_out) < 32:
+        return None
+    if spec.is_regression:
+        return reference_profile(spec, held_out.numeric, held_out.codes, outputs, held_out.targets).to_json()
+    if not spec.numeric_fields:
         return None
     names = [f.name for f in spec.numeric_fields]
     labels = held_out.targets.astype(np.int64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from driftline.config import Settings
@@ -98,13 +98,9 @@ def answer_request(
     ledger = control.signer_ledger(settings, private_key)
     done = answered(ledger, name, request_id)
     if done is not None:
-        finished = finish_pending(settings, private_key, done)
-        log.info(
-            "request %s was answered by v%s already%s",
-            request_id,
-            done["version"],
-            "; promoted it now" if finished else "",
-        )
+        finished = finish_pending(settings, private_key, done, opts, stop)
+        then = f"; {finished}" if finished else ""
+        log.info("request %s was answered by v%s already%s", request_id, done["version"], then)
         return None
     live = ledger.live(name)
     if live is None:
@@ -194,34 +190,74 @@ def serve_requests(
     try:
         while not stop():
             health.beat()
-            polled = kafka.data_messages([consumer.poll(0.5)])
-            if not polled:
-                continue
-            message = polled[0]
-            started = time.monotonic()
-            try:
-                request = _DECODER.decode(message.value())
-                if request.get("model_name") == name:
-                    with health.working(f"request {request.get('request_id')}"):
-                        outcome = answer_request(settings, private_key, name, request, opts, stop)
-                    _count(metrics, name, outcome, time.monotonic() - started)
-            except TrainingInterruptedError:
-                log.info(
-                    "stopped before the request at offset %s was answered; a trainer takes it up again",
-                    message.offset(),
-                )
-                break  # not committed, so it is not lost
-            except DecodeError as exc:
-                log.error(
-                    "skipping an undecodable retraining request at offset %s: %s", message.offset(), exc
-                )
-                metrics.requests.labels("failed").inc()
-            except DriftlineError as exc:  # not enough data, no live version: say so, do not retry forever
-                log.error("could not answer the request at offset %s: %s", message.offset(), exc)
-                metrics.requests.labels("failed").inc()
-            consumer.commit(message=message, asynchronous=False)
+            batch = kafka.data_messages(consumer.consume(100, 0.5))
+            requests: list[Mapping[str, Any] | None] = []
+            for message in batch:
+                try:
+                    requests.append(_DECODER.decode(message.value()))
+                except DecodeError as exc:
+                    log.error(
+                        "skipping an undecodable retraining request at offset %s: %s", message.offset(), exc
+                    )
+                    metrics.requests.labels("failed").inc()
+                    requests.append(None)
+            later = superseded(requests)
+            for i, (message, request) in enumerate(zip(batch, requests, strict=True)):
+                if request is not None and request.get("model_name") == name:
+                    if i in later:
+                        log.info("request %s is superseded by %s: skipped", request["request_id"], later[i])
+                        metrics.requests.labels("superseded").inc()
+                    elif not _answer(settings, private_key, name, request, opts, stop, metrics, health):
+                        return  # stopped: not committed, so it is not lost
+                consumer.commit(message=message, asynchronous=False)
     finally:
         consumer.close()
+
+
+def superseded(requests: Sequence[Mapping[str, Any] | None]) -> dict[int, str]:
+    """Scheduled (continuous) requests that a later request for the same model version makes pointless
+    (it trains on fresher data): their index, and the id of the last request that supersedes them.
+
+    >>> r = lambda i, v, alert="": {"request_id": i, "model_name": "m", "model_version": v, "alert_id": alert}
+    >>> superseded([r("s1", "1"), r("a1", "1", "drift"), r("s2", "1"), None, r("s3", "2")])
+    {0: 's2'}
+    """
+    last: dict[tuple[str, str], str] = {}
+    out: dict[int, str] = {}
+    for i in range(len(requests) - 1, -1, -1):
+        request = requests[i]
+        if request is None:
+            continue
+        key = (str(request.get("model_name")), str(request.get("model_version")))
+        if not request.get("alert_id") and key in last:
+            out[i] = last[key]
+        last.setdefault(key, str(request["request_id"]))
+    return out
+
+
+def _answer(
+    settings: Settings,
+    private_key: bytes,
+    name: str,
+    request: Mapping[str, Any],
+    opts: TrainOptions,
+    stop: Callable[[], bool],
+    metrics: TrainMetrics,
+    health: Health,
+) -> bool:
+    """Answer one request (or say why it cannot be); False when stopped before it was answered."""
+    started = time.monotonic()
+    try:
+        with health.working(f"request {request.get('request_id')}"):
+            outcome = answer_request(settings, private_key, name, request, opts, stop)
+        _count(metrics, name, outcome, time.monotonic() - started)
+    except TrainingInterruptedError:
+        log.info("stopped before request %s was answered; a trainer takes it up again", request["request_id"])
+        return False
+    except DriftlineError as exc:  # not enough data, no live version: say so, do not retry forever
+        log.error("could not answer request %s: %s", request.get("request_id"), exc)
+        metrics.requests.labels("failed").inc()
+    return True
 
 
 def _count(metrics: TrainMetrics, name: str, outcome: Outcome | None, seconds: float) -> None:
