@@ -132,7 +132,21 @@ class MonitorOptions(_Section):
 
 
 class TrainOptions(_Section):
-    """How ``driftline train`` fits and judges a candidate."""
+    """How ``driftline train`` fits and judges a candidate.
+
+    >>> TrainOptions(recent_shares="1, 0.25").recent_shares
+    (1.0, 0.25)
+    """
+
+    @field_validator("recent_shares", mode="before")
+    @classmethod
+    def _shares(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        shares = tuple(float(v) for v in value)
+        if not shares or not all(0 < v <= 1 for v in shares):
+            raise ValueError("recent shares are fractions in (0, 1]")
+        return shares
 
     architecture: str = Field("mlp", description="The built-in architecture to fit: mlp or logistic.")
     epochs: int = Field(10, ge=1, description="Training epochs.")
@@ -144,6 +158,13 @@ class TrainOptions(_Section):
         0.25, gt=0, lt=1, description="Most recent share of the rows held out to judge the candidate."
     )
     min_rows: int = Field(1000, ge=1, description="Fewest labelled rows to train on.")
+    recent_shares: tuple[float, ...] = Field(
+        (1.0,),
+        description="Also fit on only the most recent of these shares of the training rows "
+        "(comma-separated, e.g. 1,0.5,0.25) and keep the candidate that scores best on the held-out "
+        "rows: after a sudden drift the rows since it alone win. The choice uses the rows the live "
+        "version is compared on, which favours the candidate a little.",
+    )
     data_timeout_s: float = Field(120.0, gt=0, description="How long to wait for a window's data.")
     schemas: tuple[Path, ...] = Field((), description="User record schemas the events may be written in.")
     recipe: str | None = Field(

@@ -183,3 +183,24 @@ def test_a_recipe_retrains_a_teams_model_with_full_lineage_and_once_per_request(
     stale = {**request, "request_id": "drift-0", "model_version": "1"}  # v1 is no longer live
     assert answer_request(registry, private, name, stale, options) is None
     assert len(recipe_fixture.CALLS) == 1
+
+
+def test_after_a_sudden_flip_the_candidate_fitted_on_the_recent_rows_alone_is_kept() -> None:
+    from driftline.options import TrainOptions
+    from driftline.trainers.retrain import _best_recent
+    from driftline.trainers.scoring import metric_for
+
+    spec = ModelSpec(inputs=[InputField(name="x")], task=Classification(classes=("no", "yes")))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(800, 1)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    y[400:] = 1 - y[400:]  # the concept flips halfway: the last 40% of the training rows and the held-out
+    rows = TrainingData(spec, x, np.zeros((800, 0), np.int64), y, np.arange(800, dtype=np.int64))
+    fitting, held_out = rows.slice(0, 600), rows.slice(600)
+    context = TrainingContext("m", "2", "cpu", 0)
+    accuracy = metric_for("accuracy", regression=False)
+    every = TrainOptions(recent_shares=(1.0, 0.5, 0.25))
+    _, start = _best_recent(mlp, fitting, held_out, context, accuracy, every)
+    assert start in (300, 450)  # a share after the flip (0.5 reaches back 100 rows before it)
+    _, whole = _best_recent(mlp, fitting, held_out, context, accuracy, TrainOptions())
+    assert whole == 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from driftline.options import TrainOptions
 from driftline.trainers.challenger import challenge
 from driftline.trainers.dataset import TrainingDataError, TrainingInterruptedError, TrainingSet
 from driftline.trainers.fit import fit_classifier
-from driftline.trainers.recipe import TrainingContext, TrainingData, load_recipe, run_recipe
+from driftline.trainers.recipe import Recipe, Trained, TrainingContext, TrainingData, load_recipe, run_recipe
 from driftline.trainers.scoring import Metric, better, metric_for, score
 
 log = logging.getLogger(__name__)
@@ -165,27 +165,31 @@ def train_and_publish(
     live = ledger.live(name)
     version = next_version(ledger, name)
     split = int(len(data) * (1 - opts.eval_fraction))
-    fit = fit_classifier(
-        data.x[:split],
-        data.y[:split],
-        features=features,
-        classes=classes,
-        name=name,
-        version=version,
-        architecture=opts.architecture,
-        epochs=opts.epochs,
-        device=opts.device,
-        on_epoch=on_epoch,
-    )
     x_eval, y_eval = data.x[split:], data.y[split:]
-    candidate = TorchPredictor(fit.config, fit.module, opts.device)
-    candidate_accuracy = _accuracy(candidate, x_eval, y_eval)
+    tried: list[tuple[float, int, Any]] = []
+    for start in recent_starts(split, opts.recent_shares):
+        fit = fit_classifier(
+            data.x[start:split],
+            data.y[start:split],
+            features=features,
+            classes=classes,
+            name=name,
+            version=version,
+            architecture=opts.architecture,
+            epochs=opts.epochs,
+            device=opts.device,
+            on_epoch=on_epoch,
+        )
+        accuracy = _accuracy(TorchPredictor(fit.config, fit.module, opts.device), x_eval, y_eval)
+        tried.append((accuracy, start, fit))
+    candidate_accuracy, start, fit = max(tried, key=lambda t: (t[0], -t[1]))
     live_accuracy = None if live is None else _live_accuracy(settings, live, x_eval, y_eval, opts.device)
     promote = live_accuracy is None or candidate_accuracy >= live_accuracy + opts.margin
     verdict = _verdict(promote, candidate_accuracy, live, live_accuracy, opts.margin)
     metrics = {
         "candidate_accuracy": candidate_accuracy,
-        "train_rows": float(split),
+        "train_rows": float(split - start),
+        **_window_choice(split, start, len(tried)),
         "eval_rows": float(len(y_eval)),
         "margin": opts.margin,
         **({} if live_accuracy is None else {"live_accuracy": live_accuracy}),
@@ -253,7 +257,8 @@ def train_recipe_and_publish(
             {} if live_dir is None else weights(live_dir),
             progress or (lambda _fraction, _message: None),
         )
-        trained = run_recipe(load_recipe(recipe), fitting, context)
+        trained, start = _best_recent(load_recipe(recipe), fitting, held_out, context, metric, opts)
+        fitting = fitting.slice(start)
         sample = {k: v[:256] for k, v in fitting.inputs().items()}
         artifact = export(
             trained.module, spec, sample, Path(tmp) / "candidate", name=name, version=version, quiet=True
@@ -271,6 +276,7 @@ def train_recipe_and_publish(
             **({} if live_score is None else {f"live_{metric.name}": live_score}),
             "train_rows": float(len(fitting)),
             "eval_rows": float(len(held_out)),
+            **_window_choice(split, start, len(recent_starts(split, opts.recent_shares))),
             "margin": opts.margin,
             **{f"recipe_{k}": v for k, v in trained.metrics.items()},
         }
@@ -304,6 +310,52 @@ def train_recipe_and_publish(
     elif promote:
         control.promote(settings, private_key, name, version)
     return Outcome(record, promote, candidate, live_score, metric.name, data.unused)
+
+
+def recent_starts(rows: int, shares: Sequence[float], fewest: int = 20) -> list[int]:
+    """Where the training rows start for each share of the ``rows`` most recent ones (the whole set
+    first; shares leaving fewer than ``fewest`` rows are not tried).
+
+    >>> recent_starts(1000, (1.0, 0.5, 0.25)), recent_starts(60, (1.0, 0.25))
+    ([0, 500, 750], [0])
+    """
+    starts = [rows - max(1, round(rows * share)) for share in shares]
+    kept = sorted({s for s in starts if rows - s >= min(fewest, rows)})
+    return kept or [0]
+
+
+def _window_choice(split: int, start: int, tried: int) -> dict[str, float]:
+    """Metrics saying which share of the training rows the candidate was fitted on, when several were."""
+    return {} if tried < 2 else {"recent_share": (split - start) / split, "recent_shares_tried": float(tried)}
+
+
+def _best_recent(
+    recipe: Recipe,
+    fitting: TrainingData,
+    held_out: TrainingData,
+    context: TrainingContext,
+    metric: Metric,
+    opts: TrainOptions,
+) -> tuple[Trained, int]:
+    """The recipe run on each recent share of ``fitting``; the module that scores best on ``held_out``
+    (in torch: only the winner is exported), and where its rows start."""
+    starts = recent_starts(len(fitting), opts.recent_shares)
+    if len(starts) == 1:
+        return run_recipe(recipe, fitting, context), starts[0]
+    import torch
+
+    best: tuple[float, int, Trained] | None = None
+    for start in starts:
+        trained = run_recipe(recipe, fitting.slice(start), context)
+        with torch.no_grad():
+            outputs = trained.module.eval()(*held_out.tensors()).float().numpy()
+        value = score(metric.name, held_out.targets, outputs)
+        value = value if metric.higher_is_better else -value
+        log.info("trained on the most recent %d rows: %s %.4f", len(fitting) - start, metric.name, abs(value))
+        if best is None or value > best[0]:
+            best = (value, start, trained)
+    assert best is not None
+    return best[2], best[1]
 
 
 def _live_score(live_dir: Path, spec: ModelSpec, held_out: TrainingData, metric: str) -> float | None:
