@@ -89,8 +89,8 @@ class MonitorOptions(_Section):
     retrain_wait_s: float = Field(
         120.0,
         gt=0,
-        description="The part of a window after its request is cut to what the stream brings in this "
-        "long at its recent rate, so a small stream's window fills (keep train's --data-timeout-s at "
+        description="A request whose events after it take longer than this to come at the stream's "
+        "recent rate says so (the trainer trains on what came by its --data-timeout-s: keep that at "
         "least this).",
     )
     retrain_every_labels: int = Field(
@@ -153,6 +153,14 @@ class TrainOptions(_Section):
     device: str = Field("auto", description="auto (CUDA when present), cpu or cuda.")
     margin: float = Field(
         0.01, description="Promote only if the held-out accuracy beats the live version's by this much."
+    )
+    confidence: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="Promote only when a paired test over the held-out rows is this sure that the "
+        "candidate beats the live version (one-sided; 0: the margin alone). Keeps a win within noise "
+        "from replacing the live version.",
     )
     eval_fraction: float = Field(
         0.25, gt=0, lt=1, description="Most recent share of the rows held out to judge the candidate."

@@ -166,7 +166,7 @@ def test_continuous_requests_by_time_need_labels_since_the_last() -> None:
     assert m.take_outputs() == []
 
 
-def test_a_drift_request_reaches_back_and_its_part_after_the_alert_fits_the_streams_rate() -> None:
+def test_a_drift_request_reaches_back_and_says_when_the_rest_takes_longer_than_the_stream_allows() -> None:
     policy = RetrainPolicy(events=2000, lookback=0.5, wait_ms=20_000, cooldown_ms=0)
     m = DriftMonitor("m", MonitorPolicy(retrain=policy))
     m.set_version("1", None, now_ms=0)
@@ -175,11 +175,10 @@ def test_a_drift_request_reaches_back_and_its_part_after_the_alert_fits_the_stre
     feed(m, 0.05, 5000, now_ms=1)
     feed(m, 0.6, 2000, now_ms=2)
     [(_, _), (_, request)] = m.take_outputs()
-    window = spans(request)
-    # 1,000 before the alert (500 a partition); after it 1,000 wanted, but 20 s bring 400 (200 a partition)
-    assert window == {(t, p): (100, 800) for t in ("events", "labels") for p in (0, 1)}
-    assert "cut from 1,000 to 400 records per topic: what the stream brings in 20 s" in request["reason"]
-    assert request["reason"].startswith("concept drift detected by BernoulliGLR")
+    # 1,000 before the alert and 1,000 after it, 500 a partition each way
+    assert spans(request) == {(t, p): (100, 1100) for t in ("events", "labels") for p in (0, 1)}
+    assert request["reason"].startswith("concept drift detected by BernoulliGLR; at the stream's recent 20 ")
+    assert "its 1,000 records after now take ~50 s, over --retrain-wait-s 20 s" in request["reason"]
 
 
 def test_a_checkpoint_from_before_continuous_retraining_keeps_its_cooldown() -> None:

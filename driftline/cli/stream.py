@@ -478,8 +478,8 @@ def monitor(
     most every --update-interval-s, RESOLVED when a new version goes live. Retraining requests
     (io.driftline.RetrainRequest) go to retrain-requests when an alert opens, and again on a later
     alarm of it after --cooldown-s; with --retrain-every-labels or --retrain-every-s also
-    continuously, on a sliding window of the latest --retrain-events events. A request's part after
-    now is cut to what the stream brings in --retrain-wait-s, so a small stream's window fills.
+    continuously, on a sliding window of the latest --retrain-events events. A request whose events
+    after now take longer than --retrain-wait-s to come at the stream's recent rate says so.
     State is checkpointed with the outputs in one transaction, so a restart resumes where it was;
     a second monitor for the same model takes over from the first. Events are read like serve reads
     them (give it the same --schema files); bad ones go to the dead-letter topic. Stop with SIGTERM

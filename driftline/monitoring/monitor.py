@@ -456,13 +456,15 @@ class DriftMonitor:
     def _request(
         self, request_id: str, alert_id: str | None, reason: str, now_ms: int, back_share: float
     ) -> None:
-        window, cut = self._planner.window(self._latest, back_share)
+        window, slow = self._planner.window(self._latest, back_share)
         self._planner.requested(now_ms, scheduled=alert_id is None)
-        if cut is not None:
-            wanted, kept = cut
+        if slow is not None:
+            wanted, rate = slow
             reason += (
-                f"; the window's part after now cut from {wanted:,} to {kept:,} records per topic: "
-                f"what the stream brings in {self.policy.retrain.wait_ms / 1000:g} s"
+                f"; at the stream's recent {rate:.3g} records/s its {wanted:,} records after now take "
+                f"~{wanted / max(rate, 1e-9):.0f} s, over --retrain-wait-s "
+                f"{self.policy.retrain.wait_ms / 1000:g} s: the trainer trains on what came by its "
+                "--data-timeout-s (a smaller --retrain-events, or --retrain-lookback, fits this stream)"
             )
         self._outbox.append(
             (

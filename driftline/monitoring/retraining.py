@@ -9,24 +9,24 @@ Two triggers, one window rule:
 A request names its training data as windows of the input topics around the trigger: ``events`` records
 in all, ``lookback`` of them before it (a drift request; ``0``: only what comes after the alert) and the
 rest after it. A continuous request looks back only: its window is the most recent ``events`` records,
-a sliding window of labelled data. The part after the trigger is cut to what the stream brings in
-``wait_ms`` at its recent rate (measured in record time, so a replay does not inflate it): a small
-stream's request then fills before the trainer's data timeout instead of waiting for events that do
-not come, and the monitor says so when it cuts.
+a sliding window of labelled data. When the part after the trigger would take longer than ``wait_ms``
+to come at the stream's recent rate (measured in record time, so a replay does not inflate it), the
+request says so, and so does the monitor's log: the trainer waits its data timeout and trains on what
+came. (The rate only warns: an estimate that spans a pause in the stream is too low, and cutting the
+window by it would leave the trainer too few rows.)
 
 >>> planner = RequestPlanner(RetrainPolicy(events=1000, lookback=0.25, wait_ms=10_000))
 >>> for second in range(0, 31, 5):  # 20 events a second on each of 2 partitions
 ...     planner.observe({"in": {0: (20 * second, 1000 * second), 1: (20 * second, 1000 * second)}})
 >>> planner.rate("in")
 40.0
->>> window, cut = planner.window({"in": {0: (600, 30_000), 1: (600, 30_000)}}, back_share=0.25)
->>> [(w["start_offset"], w["end_offset"]) for w in window], cut
-([(475, 800), (475, 800)], (750, 400))
+>>> window, slow = planner.window({"in": {0: (600, 30_000), 1: (600, 30_000)}}, back_share=0.25)
+>>> [(w["start_offset"], w["end_offset"]) for w in window], slow
+([(475, 975), (475, 975)], (750, 40.0))
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ Positions = dict[str, dict[int, tuple[int, int]]]
 
 RATE_SAMPLE_MS = 5_000
 """A rate sample is kept at most this often (record time)."""
-RATE_SPAN_MS = 300_000
+RATE_SPAN_MS = 60_000
 """The recent rate is measured over about this much record time."""
 
 
@@ -52,7 +52,7 @@ class RetrainPolicy:
     lookback: float = 0.0
     """Share of a drift request's window taken from before the alert."""
     wait_ms: int = 120_000
-    """The part of a window after its trigger is cut to what the stream brings in this long."""
+    """A request whose part after its trigger takes longer than this to come says so."""
     every_labels: int = 0
     every_ms: int = 0
 
@@ -67,8 +67,8 @@ class RetrainPolicy:
         every += [f"{self.every_ms / 1000:g} s"] if self.every_ms else []
         return (
             f"retraining {drift}, on windows of {self.events:,} events per input topic "
-            f"({self.lookback:.0%} before the alert; the rest cut to what the stream brings in "
-            f"{self.wait_ms / 1000:g} s); continuous: "
+            f"({self.lookback:.0%} before the alert; a warning when the rest takes over "
+            f"{self.wait_ms / 1000:g} s to come); continuous: "
             + (f"every {' or '.join(every)} on the latest {self.events:,}" if every else "off")
         )
 
@@ -77,7 +77,7 @@ class RequestPlanner:
     """The stream's recent rate, the continuous trigger's counters and the windows of a request.
 
     Its counters are part of the monitor's checkpoint (:meth:`state`); the rate is measured again after
-    a restart (until then windows are not cut).
+    a restart (until then no request warns).
     """
 
     def __init__(self, policy: RetrainPolicy) -> None:
@@ -151,20 +151,18 @@ class RequestPlanner:
 
     def window(
         self, latest: Positions, back_share: float
-    ) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+    ) -> tuple[list[dict[str, Any]], tuple[int, float] | None]:
         """Windows of every input topic around ``latest`` (``back_share`` of ``events`` before it), and
-        (records wanted after it, records kept) when the part after it was cut to the stream's rate."""
+        (records wanted after it, the slowest topic's recent rate) when they take over ``wait_ms``."""
         p = self.policy
         back = round(p.events * back_share)
-        wanted_after = p.events - back
-        cut: tuple[int, int] | None = None
+        after = p.events - back
+        slow: tuple[int, float] | None = None
         out: list[dict[str, Any]] = []
         for topic, parts in sorted(latest.items()):
-            after = wanted_after
             rate = self.rate(topic)
             if after and rate is not None and rate * p.wait_ms / 1000 < after:
-                after = max(len(parts), math.floor(rate * p.wait_ms / 1000))
-                cut = (wanted_after, after) if cut is None else (wanted_after, max(cut[1], after))
+                slow = (after, rate if slow is None else min(rate, slow[1]))
             back_each, after_each = -(-back // len(parts)), -(-after // len(parts))
             for partition, (offset, time_ms) in sorted(parts.items()):
                 out.append(
@@ -177,7 +175,7 @@ class RequestPlanner:
                         "end_time": time_ms if after_each == 0 else None,
                     }
                 )
-        return out, cut
+        return out, slow
 
     # -- checkpoints -----------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from driftline.trainers.challenger import challenge
 from driftline.trainers.dataset import TrainingDataError, TrainingInterruptedError, TrainingSet
 from driftline.trainers.fit import fit_classifier
 from driftline.trainers.recipe import Recipe, Trained, TrainingContext, TrainingData, load_recipe, run_recipe
-from driftline.trainers.scoring import Metric, better, metric_for, score
+from driftline.trainers.scoring import Metric, advantage_confidence, better, metric_for, score
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def train_and_publish(
     version = next_version(ledger, name)
     split = int(len(data) * (1 - opts.eval_fraction))
     x_eval, y_eval = data.x[split:], data.y[split:]
-    tried: list[tuple[float, int, Any]] = []
+    tried: list[tuple[float, int, Any, npt.NDArray[np.float32]]] = []
     for start in recent_starts(split, opts.recent_shares):
         fit = fit_classifier(
             data.x[start:split],
@@ -180,12 +180,17 @@ def train_and_publish(
             device=opts.device,
             on_epoch=on_epoch,
         )
-        accuracy = _accuracy(TorchPredictor(fit.config, fit.module, opts.device), x_eval, y_eval)
-        tried.append((accuracy, start, fit))
-    candidate_accuracy, start, fit = max(tried, key=lambda t: (t[0], -t[1]))
-    live_accuracy = None if live is None else _live_accuracy(settings, live, x_eval, y_eval, opts.device)
-    promote = live_accuracy is None or candidate_accuracy >= live_accuracy + opts.margin
+        outputs = TorchPredictor(fit.config, fit.module, opts.device).predict_batch(x_eval)
+        tried.append((score("accuracy", y_eval, outputs), start, fit, outputs))
+    candidate_accuracy, start, fit, outputs = max(tried, key=lambda t: (t[0], -t[1]))
+    live_outputs = None if live is None else _live_outputs(settings, live, x_eval, opts.device)
+    live_accuracy = None if live_outputs is None else score("accuracy", y_eval, live_outputs)
+    sure = None if live_outputs is None else advantage_confidence("accuracy", y_eval, outputs, live_outputs)
+    promote = live_accuracy is None or (
+        candidate_accuracy >= live_accuracy + opts.margin and (sure or 0.0) >= opts.confidence
+    )
     verdict = _verdict(promote, candidate_accuracy, live, live_accuracy, opts.margin)
+    verdict += _sureness(sure, opts.confidence, len(y_eval))
     metrics = {
         "candidate_accuracy": candidate_accuracy,
         "train_rows": float(split - start),
@@ -265,9 +270,19 @@ def train_recipe_and_publish(
         )
         outputs = OnnxPredictor.from_artifact(artifact, "cpu").predict_batch(held_out.numeric, held_out.codes)
         candidate = score(metric.name, held_out.targets, outputs)
-        live_score = None if live_dir is None else _live_score(live_dir, spec, held_out, metric.name)
-        promote = live_score is None or better(metric.name, candidate, than=live_score, margin=opts.margin)
+        live_outputs = None if live_dir is None else _live_outputs_of(live_dir, spec, held_out)
+        live_score = None if live_outputs is None else score(metric.name, held_out.targets, live_outputs)
+        sure = (
+            None
+            if live_outputs is None
+            else advantage_confidence(metric.name, held_out.targets, outputs, live_outputs)
+        )
+        promote = live_score is None or (
+            better(metric.name, candidate, than=live_score, margin=opts.margin)
+            and (sure is None or sure >= opts.confidence)
+        )
         verdict = _recipe_verdict(promote, metric, candidate, live, live_score, opts.margin, len(held_out))
+        verdict += _sureness(sure, opts.confidence, len(held_out))
         shadowing = opts.shadow_events > 0 and promote and live is not None and live_score is not None
         if shadowing:  # never "promoting: ...", which finish_pending would promote after a crash
             verdict = f"{SHADOWING}: {verdict.removeprefix(PROMOTING + ': ')}; to be judged on live traffic"
@@ -358,14 +373,23 @@ def _best_recent(
     return best[2], best[1]
 
 
-def _live_score(live_dir: Path, spec: ModelSpec, held_out: TrainingData, metric: str) -> float | None:
-    """The live version's score on the same rows, when it reads the same columns (else None: a
+def _live_outputs_of(
+    live_dir: Path, spec: ModelSpec, held_out: TrainingData
+) -> npt.NDArray[np.float32] | None:
+    """The live version's outputs on the same rows, when it reads the same columns (else None: a
     candidate with other inputs is judged on its own)."""
     predictor = load_predictor(live_dir, "cpu")
     if predictor.config.input_spec.columns != spec.columns:
         log.warning("the live version reads other input fields: the candidate is not compared with it")
         return None
-    return score(metric, held_out.targets, predictor.predict_batch(held_out.numeric, held_out.codes))
+    return predictor.predict_batch(held_out.numeric, held_out.codes)
+
+
+def _sureness(sure: float | None, needed: float, rows: int) -> str:
+    """How sure the comparison with the live version is, for the record's reason."""
+    if sure is None or needed == 0:
+        return ""
+    return f" (paired test over the {rows} held-out rows: {sure:.2f} sure it is better; {needed:g} needed)"
 
 
 def _profile(spec: ModelSpec, held_out: TrainingData, outputs: npt.NDArray[np.float32]) -> str | None:
@@ -418,13 +442,7 @@ def live_classes_and_features(settings: Settings, live: Record) -> tuple[list[st
     return list(config.classes), list(config.features)
 
 
-def _live_accuracy(settings: Settings, live: Record, x: Any, y: Any, device: str) -> float:
+def _live_outputs(settings: Settings, live: Record, x: Any, device: str) -> npt.NDArray[np.float32]:
     with tempfile.TemporaryDirectory(prefix="driftline-live-") as tmp:
         predictor = TorchPredictor.from_artifact(control.materialize(settings, live, Path(tmp)), device)
-    return _accuracy(predictor, x, y)
-
-
-def _accuracy(predictor: TorchPredictor, x: Any, y: Any) -> float:
-    if not len(y):
-        return float("nan")
-    return float((predictor.predict_batch(np.ascontiguousarray(x)).argmax(axis=1) == y).mean())
+    return predictor.predict_batch(np.ascontiguousarray(x))

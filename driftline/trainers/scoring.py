@@ -9,12 +9,25 @@ for regression. Pure numpy.
 0.25
 >>> better("log_loss", 0.30, than=0.35, margin=0.01), better("accuracy", 0.80, than=0.80, margin=0.01)
 (True, False)
+
+How sure a win is: a paired test over the same rows. Here the candidate is right on all 8 rows and
+the live version wrong on 3 of them; on 1 of 8 the win would be chance-level:
+
+>>> truth = np.array([0, 1, 1, 0, 1, 0, 1, 0])
+>>> right, wrong = np.eye(2)[truth], np.eye(2)[1 - truth]
+>>> live = np.where(np.arange(8)[:, None] < 3, wrong, right)
+>>> round(advantage_confidence("accuracy", truth, right, live), 3)
+0.98
+>>> once = np.where(np.arange(8)[:, None] < 1, wrong, right)
+>>> round(advantage_confidence("accuracy", truth, right, once), 3)
+0.841
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -137,3 +150,33 @@ def better(name: str, candidate: float, *, than: float, margin: float) -> bool:
     if METRICS[name].higher_is_better:
         return candidate >= than + margin
     return candidate <= than - margin
+
+
+def row_losses(name: str, truth: Array, outputs: Array) -> Array | None:
+    """Each row's loss under the metric (0/1 error, negative log-likelihood, absolute or squared
+    error), whose mean orders models as the metric does; None for ROC AUC (not a mean over rows)."""
+    y = np.asarray(truth)
+    out = np.asarray(outputs, dtype=np.float64).reshape(len(y), -1)
+    if name == "accuracy":
+        return np.asarray(out.argmax(axis=1) != y, dtype=np.float64)
+    if name == "log_loss":
+        return -np.log(np.clip(out[np.arange(len(y)), y.astype(np.int64)], 1e-15, 1.0))
+    if name == "mae":
+        return np.asarray(np.abs(_values(out) - y), dtype=np.float64)
+    if name == "rmse":
+        return np.asarray((_values(out) - y) ** 2, dtype=np.float64)
+    return None
+
+
+def advantage_confidence(name: str, truth: Array, candidate: Array, live: Array) -> float | None:
+    """The one-sided confidence that the candidate's loss is lower than the live version's on rows like
+    these: a paired z-test of the per-row loss differences (the normal approximation; rows are many).
+    None where the metric has no per-row loss (ROC AUC) or there are fewer than 2 rows."""
+    ours, theirs = row_losses(name, truth, candidate), row_losses(name, truth, live)
+    if ours is None or theirs is None or len(ours) < 2:
+        return None
+    gain = theirs - ours
+    mean, spread = float(gain.mean()), float(gain.std(ddof=1))
+    if spread == 0.0:
+        return 1.0 if mean > 0 else 0.0 if mean < 0 else 0.5
+    return NormalDist().cdf(mean / (spread / np.sqrt(len(gain))))
