@@ -173,7 +173,7 @@ def test_the_monitor_takes_the_reference_mae_from_the_profile() -> None:
     detectors = VersionDetectors(profile, ETA)
     assert isinstance(detectors.concept.detector, ErrorRise)
     assert detectors.concept.detector.mae == profile.mae
-    assert detectors.label_free == []
+    assert [c.name for c in detectors.label_free] == ["ValueDrift"]  # gauges on the predicted values
     assert VersionDetectors(None, ETA).concept.detector.mae is None
 
 
@@ -294,3 +294,22 @@ def test_a_built_in_classifier_is_profiled_from_the_last_labelled_events(
     assert built.rows == profile.n == 200
     assert profile.fields == ()  # a built-in architecture has no spec, so no field references
     assert profile.reference_error is not None
+
+
+def test_a_regression_models_values_are_held_against_their_reference_without_labels() -> None:
+    rng = np.random.default_rng(8)
+    targets = rng.normal(50, 10, 2000)
+    profile = RegressionProfile.from_training(targets + rng.normal(0, 2, 2000), targets)
+    spec = driftline.ModelSpec(inputs=[driftline.InputField(name="x")], task=driftline.Regression(target="y"))
+
+    def statistic(values: np.ndarray) -> float:
+        monitor = DriftMonitor("m")
+        monitor.set_version("1", profile, now_ms=0, spec=spec)
+        monitor.observe_values(values, ["1"] * len(values), now_ms=1)
+        assert monitor.take_outputs() == []  # gauges only: never an alert
+        [(kind, _, value, threshold)] = [g for g in monitor.gauges() if g[1] == "ValueDrift"]
+        assert kind == "PREDICTION"
+        return value / threshold
+
+    assert statistic(rng.normal(50, 10, 3000)) < 1  # the same distribution
+    assert statistic(rng.normal(58, 10, 3000)) > 1  # values moved by 0.8 sd

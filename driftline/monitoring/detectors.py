@@ -39,7 +39,13 @@ import numpy.typing as npt
 
 from driftline.monitoring.base import BatchDetector
 from driftline.monitoring.categorical import CategoryDrift
-from driftline.monitoring.label_free import ExpectedErrorDrift, FeatureDrift, FeatureImpactDrift, ScoreDrift
+from driftline.monitoring.label_free import (
+    ExpectedErrorDrift,
+    FeatureDrift,
+    FeatureImpactDrift,
+    ScoreDrift,
+    ValueDrift,
+)
 from driftline.monitoring.regression import ErrorRise
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "FeatureDrift",
     "FeatureImpactDrift",
     "ScoreDrift",
+    "ValueDrift",
 ]
 
 In_contra = TypeVar("In_contra", contravariant=True)

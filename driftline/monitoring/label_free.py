@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.monitoring.base import BatchDetector
-from driftline.monitoring.profile import ReferenceProfile, Sketch, as_probabilities
+from driftline.monitoring.profile import ReferenceProfile, RegressionProfile, Sketch, as_probabilities
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.intp]
@@ -244,3 +244,20 @@ class ScoreDrift(_WindowedGTest):
     def _bins(self, rows: Floats) -> Ints:
         confidence, predicted = self._sketches
         return np.stack([confidence.bin(rows.max(axis=1)), predicted.bin(rows.argmax(axis=1))], axis=1)
+
+
+class ValueDrift(_WindowedGTest):
+    """A windowed G-test of a regression model's predicted values against their reference bins
+    (prediction drift without labels). ``update_batch`` takes an ``(n,)`` array of values."""
+
+    def __init__(
+        self, profile: RegressionProfile, window: int = 1000, stride: int = 100, arl: float = 1e6
+    ) -> None:
+        self.profile = profile
+        super().__init__([profile.values], profile.n, window, stride, arl)
+
+    def _rows(self, xs: npt.ArrayLike) -> Floats:
+        return np.asarray(xs, dtype=np.float64).reshape(-1)
+
+    def _bins(self, rows: Floats) -> Ints:
+        return self._sketches[0].bin(rows)[:, None]

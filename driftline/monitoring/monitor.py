@@ -15,6 +15,7 @@ detector                   kind         input                                   
 ``FeatureImpactDrift``     DATA         features, mapped to the reference error rate WARNING
 ``FeatureDrift``           DATA         features against reference bins (G-tests)    gauges
 ``ScoreDrift``             PREDICTION   scores against reference bins (G-tests)      gauges
+``ValueDrift``             PREDICTION   a regression's values against reference bins gauges
 ``ErrorRise``              CONCEPT      absolute errors of a regression model        CRITICAL
 ``CategoryDrift``          DATA         categorical codes against reference shares   WARNING
 ``NullRate``               DATA_QUALITY which values were null, per field            WARNING
@@ -57,6 +58,7 @@ from driftline.monitoring.detectors import (
     FeatureDrift,
     FeatureImpactDrift,
     ScoreDrift,
+    ValueDrift,
 )
 from driftline.monitoring.fields import FieldChecks
 from driftline.monitoring.profile import Profile, ReferenceProfile, RegressionProfile
@@ -151,6 +153,10 @@ class VersionDetectors:
             self.features = _Channel("FeatureDrift", "DATA", FeatureDrift(profile), None, names)
             self.scores = _Channel("ScoreDrift", "PREDICTION", ScoreDrift(profile), None)
             self.label_free = [self.expected, self.impact, self.features, self.scores]
+        self.values: _Channel | None = None
+        if isinstance(profile, RegressionProfile):
+            self.values = _Channel("ValueDrift", "PREDICTION", ValueDrift(profile), None)
+            self.label_free = [self.values]
 
     @property
     def channels(self) -> list[_Channel]:
@@ -273,6 +279,15 @@ class DriftMonitor:
         self.counts["predictions"] += int(mine.sum())
         for channel in (d.expected, d.scores):
             self._update(channel, scores[mine], now_ms)
+
+    def observe_values(self, values: npt.NDArray[np.float64], versions: list[str], now_ms: int) -> None:
+        """A regression model's predicted values, against its profile's (gauges only)."""
+        channel = self.detectors.values
+        mine = _of_version(versions, self.version) & np.isfinite(values)
+        if channel is None or not mine.any():
+            return
+        self.counts["predictions"] += int(mine.sum())
+        self._update(channel, values[mine], now_ms)
 
     def observe_errors(
         self,

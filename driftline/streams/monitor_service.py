@@ -363,6 +363,7 @@ class MonitorService:
         if len(scores) == len(ids) and not regression:
             self.monitor.observe_predictions(scores, versions, now)
         if regression:
+            self.monitor.observe_values(predicted, versions, now)
             mean = self._values.add(predicted[np.isfinite(predicted)])
             if mean is not None:
                 self.metrics.predicted_mean.set(mean)
