@@ -159,13 +159,16 @@ def test_the_trainer_profiles_a_regression_candidate_on_its_held_out_rows() -> N
     codes = rng.integers(1, 3, (80, 1))
     targets = numeric[:, 0].astype(np.float64) * 3
     held_out = TrainingData(ETA, numeric, codes, targets, np.arange(80, dtype=np.int64))
-    text = _profile(ETA, held_out, (targets + 1.0).astype(np.float32)[:, None])
+    nulls = np.zeros((80, 3), dtype=np.bool_)
+    nulls[:20, 1] = True  # a quarter of the held-out rows had no `stops`
+    text = _profile(ETA, held_out, (targets + 1.0).astype(np.float32)[:, None], nulls)
     assert text is not None
     profile = load_profile(text)
     assert isinstance(profile, RegressionProfile)
     assert profile.n == 80
     assert profile.mae == pytest.approx(1.0)
-    assert _profile(ETA, held_out.slice(0, 20), targets[:20, None].astype(np.float32)) is None
+    assert [f.null_rate for f in profile.fields] == [0.0, 0.25, 0.0]  # the monitor's null reference
+    assert _profile(ETA, held_out.slice(0, 20), targets[:20, None].astype(np.float32), None) is None
 
 
 def test_the_monitor_takes_the_reference_mae_from_the_profile() -> None:

@@ -59,6 +59,9 @@ class TrainingSet:
     """Categorical inputs' codes (None: the model has none)."""
     unused: Mapping[str, int] = field(default_factory=dict)
     """Events and labels read but not used, by reason."""
+    nulls: npt.NDArray[np.bool_] | None = None
+    """Which input values were null (before imputation), ``(rows, inputs)`` in the spec's order (None:
+    not known, a built-in model's rows)."""
 
     def __len__(self) -> int:
         return len(self.y)
@@ -203,6 +206,7 @@ def labelled_rows(
     regression = spec is not None and spec.is_regression
     y = np.array([truth[rows.event_ids[i]] for i in keep], dtype=np.float64 if regression else np.int64)
     x, times, codes = rows.features[keep], rows.event_times[keep], rows.codes[keep]
+    nulls = None if rows.nulls is None or spec is None else rows.nulls[keep]
     order = np.argsort(times, kind="stable")
     unused.update(d.reason for d in dead)
     unused["no label"] = len(rows) - len(keep)
@@ -220,4 +224,5 @@ def labelled_rows(
         [*event_span, *label_span],
         codes[order],
         {why: n for why, n in sorted(unused.items()) if n},
+        None if nulls is None else nulls[order],
     )

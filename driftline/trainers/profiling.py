@@ -74,7 +74,13 @@ def profile_from_topics(
     outputs = load_predictor(directory, "cpu").predict_batch(np.ascontiguousarray(data.x), codes)
     try:
         profile = reference_profile(
-            config.input_spec, data.x, codes, outputs, data.y, with_fields=config.spec is not None
+            config.input_spec,
+            data.x,
+            codes,
+            outputs,
+            data.y,
+            nulls=data.nulls,
+            with_fields=config.spec is not None,
         )
     except ValueError as exc:
         raise TrainingDataError(f"no reference profile for {directory}: {exc}") from exc

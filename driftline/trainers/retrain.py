@@ -35,7 +35,6 @@ from driftline.models.registry import Record, VersionLedger
 from driftline.models.runtime import TorchPredictor, load_predictor
 from driftline.models.spec import ModelSpec
 from driftline.monitoring.build_profile import reference_profile
-from driftline.monitoring.profile import ReferenceProfile
 from driftline.options import TrainOptions
 from driftline.trainers.challenger import challenge
 from driftline.trainers.dataset import TrainingDataError, TrainingInterruptedError, TrainingSet
@@ -295,7 +294,7 @@ def train_recipe_and_publish(
             "margin": opts.margin,
             **{f"recipe_{k}": v for k, v in trained.metrics.items()},
         }
-        profile = _profile(spec, held_out, outputs)
+        profile = _profile(spec, held_out, outputs, None if data.nulls is None else data.nulls[split:])
         record = control.publish_version(
             settings,
             artifact,
@@ -392,18 +391,19 @@ def _sureness(sure: float | None, needed: float, rows: int) -> str:
     return f" (paired test over the {rows} held-out rows: {sure:.2f} sure it is better; {needed:g} needed)"
 
 
-def _profile(spec: ModelSpec, held_out: TrainingData, outputs: npt.NDArray[np.float32]) -> str | None:
-    """The candidate's reference profile from the held-out rows (None with too few rows, or a classifier
-    without numeric inputs); a regression candidate's keeps its error there and its field references."""
-    if len(held_out) < 32:
+def _profile(
+    spec: ModelSpec,
+    held_out: TrainingData,
+    outputs: npt.NDArray[np.float32],
+    nulls: npt.NDArray[np.bool_] | None,
+) -> str | None:
+    """The candidate's reference profile from the held-out rows, with each input field's null rate
+    there (None with too few rows, or a classifier without numeric inputs)."""
+    if len(held_out) < 32 or not (spec.is_regression or spec.numeric_fields):
         return None
-    if spec.is_regression:
-        return reference_profile(spec, held_out.numeric, held_out.codes, outputs, held_out.targets).to_json()
-    if not spec.numeric_fields:
-        return None
-    names = [f.name for f in spec.numeric_fields]
-    labels = held_out.targets.astype(np.int64)
-    return ReferenceProfile.from_training(held_out.numeric, outputs, names, labels).to_json()
+    targets = held_out.targets if spec.is_regression else held_out.targets.astype(np.int64)
+    profile = reference_profile(spec, held_out.numeric, held_out.codes, outputs, targets, nulls=nulls)
+    return profile.to_json()
 
 
 def _recipe_verdict(
