@@ -143,7 +143,7 @@ def read_windows(
                     deadline - time.monotonic(),
                     timeout,
                 )
-            for m in kafka.data_messages(consumer.consume(2000, 0.2)):
+            for m in kafka.data_messages(consumer.consume(2000, 0.05)):
                 tp, offset = (m.topic(), m.partition()), m.offset() or 0
                 if tp in wanted and offset < wanted[tp][1]:
                     out.append(m)
