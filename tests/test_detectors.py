@@ -30,8 +30,9 @@ from driftline.monitoring.detectors import (
     FeatureDrift,
     FeatureImpactDrift,
     ScoreDrift,
+    ValueDrift,
 )
-from driftline.monitoring.profile import FieldReference, ReferenceProfile
+from driftline.monitoring.profile import FieldReference, ReferenceProfile, RegressionProfile
 from driftline.monitoring.state import detector_state, load_detector_state, runtime_fields
 
 Floats = npt.NDArray[np.float64]
@@ -136,6 +137,18 @@ def _codes(n: int, seed: int, changed: bool) -> Floats:
     return codes[:, None]
 
 
+_TARGETS = np.random.default_rng(4).normal(50.0, 10.0, 3000)
+VALUES = RegressionProfile.from_training(_TARGETS + np.random.default_rng(5).normal(0, 2, 3000), _TARGETS)
+
+
+def _values(n: int, seed: int, changed: bool) -> Floats:
+    """A regression model's predicted values; after ``CHANGE`` they move up by half a standard deviation."""
+    values: Floats = np.random.default_rng(seed).normal(50.0, 10.2, n)
+    if changed:
+        values[CHANGE:] += 5.0
+    return values
+
+
 CASES = [
     Case(
         "BernoulliGLR",
@@ -172,6 +185,13 @@ CASES = [
         _abs_errors,
         200,
         {"threshold": 30.0, "drift": 0.3, "grace_period": 300, "clip": 5.0},
+    ),
+    Case(
+        "ValueDrift",
+        lambda prof, **parameters: ValueDrift(VALUES, **parameters),
+        _values,
+        1000,
+        {"window": 1500, "stride": 50, "arl": 1e8},
     ),
     Case(
         "CategoryDrift",
