@@ -214,9 +214,10 @@ def test_a_checkpoint_restored_with_the_profile_keeps_its_reference() -> None:
 
 
 def test_field_checks_read_a_regression_profiles_fields() -> None:
+    numeric = np.column_stack([np.arange(64.0), np.tile([0.0, 3.0], 32)])  # `stops` 0 where imputed
     profile = reference_profile(
         ETA,
-        np.zeros((64, 2)),
+        numeric,
         np.tile([[1], [2]], (32, 1)),
         np.arange(64.0)[:, None],
         targets=np.arange(64.0),
@@ -227,7 +228,11 @@ def test_field_checks_read_a_regression_profiles_fields() -> None:
     assert list(nulls.reference) == [0.0, 0.5, 0.0]
     assert checks.categories is not None
     assert checks.categories.names == ("zone",)
-    assert checks.ranged == []  # a regression profile keeps no feature ranges
+    # each numeric field's range over its values that were not null (the imputed 0s left out)
+    assert (checks.ranged, checks.low, checks.high) == ([0, 1], [0.0, 3.0], [63.0, 3.0])
+    assert [issue for issue, _ in checks.rates] == ["null", "out-of-range", "unseen-category"]
+    out = checks.flags(np.array([[70.0, 3.0], [10.0, 3.0]]), np.ones((2, 1), np.int64), None)[1]
+    assert out.tolist() == [[True, False], [False, False]]
 
 
 def test_the_monitor_service_reads_a_regression_profile_from_the_registry() -> None:

@@ -60,21 +60,30 @@ def reference_profile(
         raise ValueError("a regression model's reference profile needs the targets of its rows")
     else:
         profile = RegressionProfile.from_training(np.asarray(outputs).reshape(len(x), -1)[:, 0], targets)
-    return dataclasses.replace(profile, fields=field_references(spec, c, nulls)) if with_fields else profile
+    fields = field_references(spec, c, nulls, x)
+    return dataclasses.replace(profile, fields=fields) if with_fields else profile
 
 
 def field_references(
-    spec: ModelSpec, codes: npt.NDArray[np.int64], nulls: npt.ArrayLike | None = None
+    spec: ModelSpec,
+    codes: npt.NDArray[np.int64],
+    nulls: npt.ArrayLike | None = None,
+    numeric: npt.ArrayLike | None = None,
 ) -> tuple[FieldReference, ...]:
-    """Each input field's null rate and each categorical field's code shares, for the monitor's
+    """Each input field's null rate, each numeric field's range (from ``numeric``, the raw values in
+    the order of ``spec.numeric_fields``) and each categorical field's code shares, for the monitor's
     data-quality and categorical-drift checks (``nulls`` unknown: null rates 0)."""
     known = None if nulls is None else np.asarray(nulls, dtype=np.bool_)
     if known is None or known.shape != (len(codes), len(spec.inputs)):
         known = np.zeros((len(codes), len(spec.inputs)), dtype=np.bool_)
-    column = {f.name: j for j, f in enumerate(spec.categorical_fields)}
+    values = None if numeric is None else np.asarray(numeric, dtype=np.float64).reshape(len(codes), -1)
+    category = {f.name: j for j, f in enumerate(spec.categorical_fields)}
+    number = {f.name: j for j, f in enumerate(spec.numeric_fields)}
     return tuple(
-        FieldReference.of_codes(f.name, codes[:, column[f.name]], known[:, i], len(f.categories))
+        FieldReference.of_codes(f.name, codes[:, category[f.name]], known[:, i], len(f.categories))
         if f.kind == "categorical"
-        else FieldReference.of_values(f.name, f.kind, known[:, i])
+        else FieldReference.of_values(
+            f.name, f.kind, known[:, i], None if values is None else values[:, number[f.name]]
+        )
         for i, f in enumerate(spec.inputs)
     )

@@ -4,9 +4,9 @@
 per problem (null values of every input field; numeric values outside the reference range; unseen
 categories) and a :class:`~driftline.monitoring.categorical.CategoryDrift` over the categorical
 fields, and turns a batch of rows into each one's input. The reference levels come from the version's
-profile where it has them (null rates, category shares; the range of each numeric feature from a
-classifier's profile), else the rates are held against 0 and the range and category checks that need
-a reference are left out.
+profile where it has them (null rates, category shares, the range of each numeric field; older
+classifiers' profiles: the range of their feature sketches), else the rates are held against 0 and
+the range and category checks that need a reference are left out.
 
 >>> from driftline.models.spec import InputField, ModelSpec, Regression
 >>> spec = ModelSpec(inputs=[InputField(name="tip", nullable=True, impute=0.0),
@@ -55,9 +55,19 @@ class FieldChecks:
         refs = [profile.field(f.name) if profile is not None else None for f in inputs]
         rates = [(NULLS, FieldRates([f.name for f in inputs], [r.null_rate if r else 0.0 for r in refs]))]
         ranged: list[int] = []
-        scored = profile if isinstance(profile, ReferenceProfile) else None  # it has feature ranges
-        if scored is not None and [inputs[i].name for i in numeric] == list(scored.feature_names):
+        low: list[float] = []
+        high: list[float] = []
+        for j, i in enumerate(numeric):  # each numeric field's range on the reference rows
+            ref = refs[i]
+            if inputs[i].kind == "numeric" and ref is not None and None not in (ref.low, ref.high):
+                ranged.append(j)
+                low.append(float(ref.low or 0.0))
+                high.append(float(ref.high or 0.0))
+        scored = profile if isinstance(profile, ReferenceProfile) else None  # older: the sketches' ranges
+        same = scored is not None and [inputs[i].name for i in numeric] == list(scored.feature_names)
+        if not ranged and scored is not None and same:
             ranged = [j for j, i in enumerate(numeric) if inputs[i].kind == "numeric"]
+            low, high = [scored.features[j].low for j in ranged], [scored.features[j].high for j in ranged]
         if ranged and profile is not None:
             outside = 2.0 / (profile.n + 1)  # a new value from the reference falls outside its range so often
             names = [inputs[numeric[j]].name for j in ranged]
@@ -68,16 +78,7 @@ class FieldChecks:
         shares = [r for i in categorical if (r := refs[i]) and len(r.codes) == len(inputs[i].categories) + 1]
         fits = profile is not None and categorical and len(shares) == len(categorical)
         categories = CategoryDrift(shares, profile.n) if fits and profile is not None else None
-        sketches = scored.features if scored is not None else ()
-        return cls(
-            rates,
-            categories,
-            numeric,
-            categorical,
-            ranged,
-            [sketches[j].low for j in ranged],
-            [sketches[j].high for j in ranged],
-        )
+        return cls(rates, categories, numeric, categorical, ranged, low, high)
 
     def flags(
         self, numeric: npt.ArrayLike, codes: npt.ArrayLike, nulls: npt.ArrayLike | None

@@ -167,10 +167,24 @@ class FieldReference:
     category)."""
     unseen_rate: float = 0.0
     """Categorical: the share of values that were not null and not in the vocabulary."""
+    low: float | None = None
+    """Numeric: the smallest value that was not null (None: not known)."""
+    high: float | None = None
+    """Numeric: the largest value that was not null."""
 
     @classmethod
-    def of_values(cls, name: str, kind: str, nulls: npt.ArrayLike) -> FieldReference:
-        return cls(name, kind, float(np.mean(np.asarray(nulls, dtype=np.float64))) if np.size(nulls) else 0.0)
+    def of_values(
+        cls, name: str, kind: str, nulls: npt.ArrayLike, values: npt.ArrayLike | None = None
+    ) -> FieldReference:
+        """A numeric or boolean field from which values were null and (numeric) the values."""
+        null = np.asarray(nulls, dtype=np.bool_).ravel()
+        rate = float(null.mean()) if null.size else 0.0
+        seen = None if values is None else np.asarray(values, dtype=np.float64).ravel()
+        if seen is not None and null.size == seen.size:
+            seen = seen[~null]
+        if kind != "numeric" or seen is None or not seen.size:
+            return cls(name, kind, rate)
+        return cls(name, kind, rate, low=float(seen.min()), high=float(seen.max()))
 
     @classmethod
     def of_codes(
