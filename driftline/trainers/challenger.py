@@ -50,6 +50,9 @@ from driftline.trainers.scoring import METRICS, better, score
 
 log = logging.getLogger(__name__)
 
+IN_ROUND = "shadowing next to live"
+"""How the SHADOW record of a challenger whose round is under way begins (a crash may leave it so)."""
+
 Offsets = dict[str, dict[int, int]]
 """topic -> partition -> offset."""
 
@@ -321,7 +324,7 @@ def challenge(
     shadow when too few labelled events came. Returns (promoted, the candidate's latest record)."""
     name, version = str(candidate["model_name"]), str(candidate["version"])
     start = shadow_start(settings)  # before the SHADOW record: every shadow prediction comes after it
-    reason = f"shadowing next to live v{live_version} for {labelled_events} labelled events"
+    reason = f"{IN_ROUND} v{live_version} for {labelled_events} labelled events"
     control.change(settings, private_key, lambda _l, _n: [status_record(candidate, "SHADOW", reason)])
     log.info("%s v%s: %s", name, version, reason)
     verdict = judge_shadow(

@@ -36,7 +36,7 @@ from driftline.models.runtime import TorchPredictor, load_predictor
 from driftline.models.spec import ModelSpec
 from driftline.monitoring.build_profile import reference_profile
 from driftline.options import TrainOptions
-from driftline.trainers.challenger import challenge
+from driftline.trainers.challenger import IN_ROUND, challenge
 from driftline.trainers.dataset import TrainingDataError, TrainingInterruptedError, TrainingSet
 from driftline.trainers.fit import fit_classifier
 from driftline.trainers.recipe import Recipe, Trained, TrainingContext, TrainingData, load_recipe, run_recipe
@@ -92,7 +92,7 @@ def finish_pending(
     if current["status"] == "CANDIDATE" and reason.startswith(PROMOTING):
         control.promote(settings, private_key, name, version)
         return "promoted it now"
-    judging = current["status"] == "SHADOW" and reason.startswith("shadowing next to live")
+    judging = current["status"] == "SHADOW" and reason.startswith(IN_ROUND)
     if not (judging or (current["status"] == "CANDIDATE" and reason.startswith(SHADOWING))):
         return None
     live = ledger.live(name)
@@ -106,7 +106,7 @@ def finish_pending(
         if not current.get("spec")
         else None
     )
-    if why_not is not None:
+    if why_not is not None or opts is None:
         log.warning(
             "%s v%s was left in the middle of its shadow round against v%s; not judged again, as %s "
             "(promote or retire it with `driftline models`)",
@@ -116,7 +116,6 @@ def finish_pending(
             why_not,
         )
         return None
-    assert opts is not None
     metric = next(k.removeprefix("candidate_") for k in current["metrics"] if k.startswith("candidate_"))
     spec = ModelSpec.model_validate_json(str(current["spec"]))
     promoted, _ = challenge(
@@ -185,9 +184,7 @@ def train_and_publish(
     live_outputs = None if live is None else _live_outputs(settings, live, x_eval, opts.device)
     live_accuracy = None if live_outputs is None else score("accuracy", y_eval, live_outputs)
     sure = None if live_outputs is None else advantage_confidence("accuracy", y_eval, outputs, live_outputs)
-    promote = live_accuracy is None or (
-        candidate_accuracy >= live_accuracy + opts.margin and (sure or 0.0) >= opts.confidence
-    )
+    promote = _wins("accuracy", candidate_accuracy, live_accuracy, sure, opts)
     verdict = _verdict(promote, candidate_accuracy, live, live_accuracy, opts.margin)
     verdict += _sureness(sure, opts.confidence, len(y_eval))
     metrics = {
@@ -276,10 +273,7 @@ def train_recipe_and_publish(
             if live_outputs is None
             else advantage_confidence(metric.name, held_out.targets, outputs, live_outputs)
         )
-        promote = live_score is None or (
-            better(metric.name, candidate, than=live_score, margin=opts.margin)
-            and (sure is None or sure >= opts.confidence)
-        )
+        promote = _wins(metric.name, candidate, live_score, sure, opts)
         verdict = _recipe_verdict(promote, metric, candidate, live, live_score, opts.margin, len(held_out))
         verdict += _sureness(sure, opts.confidence, len(held_out))
         shadowing = opts.shadow_events > 0 and promote and live is not None and live_score is not None
@@ -382,6 +376,15 @@ def _live_outputs_of(
         log.warning("the live version reads other input fields: the candidate is not compared with it")
         return None
     return predictor.predict_batch(held_out.numeric, held_out.codes)
+
+
+def _wins(metric: str, candidate: float, live: float | None, sure: float | None, opts: TrainOptions) -> bool:
+    """The promotion gate: nothing comparable is live, or the candidate beats it by ``opts.margin``
+    and the paired test is ``opts.confidence`` sure of it (where the metric has one)."""
+    if live is None:
+        return True
+    sure_enough = sure is None or sure >= opts.confidence
+    return better(metric, candidate, than=live, margin=opts.margin) and sure_enough
 
 
 def _sureness(sure: float | None, needed: float, rows: int) -> str:
